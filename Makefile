@@ -1,0 +1,35 @@
+# Two entry points for a new user: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: run test lint bench-quality lock clean
+
+$(BIN)/activate: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	touch $(BIN)/activate
+
+run: $(BIN)/activate
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(BIN)/activate
+	$(BIN)/python -m pytest -ra
+
+lint: $(BIN)/activate
+	$(BIN)/snakemake --lint
+
+bench-quality: $(BIN)/activate
+	$(BIN)/python benchmarks/quality.py
+
+# Re-resolve the pinned environment (needs the network).
+lock:
+	rm -rf /tmp/mrisr-lock && $(PYTHON) -m venv /tmp/mrisr-lock
+	/tmp/mrisr-lock/bin/pip install --quiet -e '.[test]'
+	( sed -n 1,2p requirements.lock; /tmp/mrisr-lock/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' ) > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,21 @@
+"""Rule report: the self-contained HTML report."""
+import tempfile
+
+from mrisr.provenance import provenance
+from mrisr.report import build_report
+from mrisr.workflow import run_rule
+
+
+def main(snakemake):
+    i, params = snakemake.input, snakemake.params
+    with tempfile.TemporaryDirectory() as work_dir:
+        build_report(
+            i.summary, i.split, i.train_log, i.curves, i.validation,
+            panel_pngs=dict(zip(params.test_subjects, i.panels)),
+            qc_pngs=dict(zip(params.subjects, i.qc)), timing_csvs=list(i.timing),
+            config=params.config, provenance=provenance(snakemake.scriptdir),
+            html_path=snakemake.output.html, provenance_path=snakemake.output.provenance, work_dir=work_dir,
+        )
+
+
+run_rule(snakemake, main)  # noqa: F821

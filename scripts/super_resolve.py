@@ -1,0 +1,13 @@
+"""Rule super_resolve: one held-out subject's LR scan to the HR grid."""
+from mrisr.sample import super_resolve_file
+from mrisr.workflow import run_rule
+
+
+def main(snakemake):
+    super_resolve_file(
+        snakemake.input.lr, snakemake.input.model, snakemake.output.sr, snakemake.output.sr_std,
+        settings=snakemake.params.sample, seed=snakemake.params.seed, grid_path=snakemake.input.grid,
+    )
+
+
+run_rule(snakemake, main)  # noqa: F821

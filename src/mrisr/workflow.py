@@ -1,0 +1,39 @@
+"""The bridge between a Snakemake rule's script and the package: logging, threads, clean errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+
+def run_rule(snakemake: Any, main: Callable[[Any], None]) -> None:
+    """Run ``main(snakemake)`` with logging to the rule's log file and stderr.
+
+    A :class:`mrisr.io.MrisrError` (bad input, bad config) ends the job with
+    one line naming the problem instead of a traceback; outputs are written
+    atomically, so nothing half-written is left behind.
+    """
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if snakemake.log:
+        os.makedirs(os.path.dirname(str(snakemake.log[0])) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(str(snakemake.log[0]), mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        handlers=handlers, force=True)
+    threads = str(max(1, int(snakemake.threads)))
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = threads
+    import torch
+
+    torch.set_num_threads(int(threads))
+    from .io import MrisrError
+
+    if os.environ.get("SLURM_JOB_ID"):
+        logging.getLogger("mrisr").info("Slurm job %s on %s (CUDA_VISIBLE_DEVICES=%s)",
+                                        os.environ["SLURM_JOB_ID"], os.uname().nodename,
+                                        os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    try:
+        main(snakemake)
+    except MrisrError as error:
+        logging.getLogger("mrisr").error("%s", error)
+        sys.exit(1)

@@ -1,0 +1,28 @@
+# Stage 1: raw T1w scans, one folder per subject, with a JSON sidecar saying where each came from.
+
+
+rule fetch:
+    output:
+        raw=f"{RESULTS}/raw/{{subject}}/T1w.nii.gz",
+        sidecar=f"{RESULTS}/raw/{{subject}}/T1w.json",
+    log:
+        "logs/fetch/{subject}.log",
+    params:
+        data=config["data"],
+        seed=config["seed"],
+    threads: 1
+    script:
+        f"../../scripts/fetch_{config['data']['source']}.py"
+
+
+rule write_split:
+    input:
+        sidecars=expand(f"{RESULTS}/raw/{{subject}}/T1w.json", subject=SUBJECTS),
+    output:
+        split=f"{RESULTS}/split.tsv",
+    log:
+        "logs/write_split.log",
+    params:
+        split=config["split"],
+    script:
+        "../../scripts/write_split.py"

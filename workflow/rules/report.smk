@@ -1,0 +1,28 @@
+# Stage 7: one self-contained HTML page a reviewer opens from disk.
+
+
+rule report:
+    input:
+        summary=f"{RESULTS}/metrics/summary.csv",
+        split=f"{RESULTS}/split.tsv",
+        train_log=f"{RESULTS}/models/{MODEL}/train_log.csv",
+        curves=f"{RESULTS}/models/{MODEL}/training_curves.png",
+        validation=f"{RESULTS}/models/{MODEL}/validation.png",
+        panels=expand(f"{RESULTS}/figures/{{subject}}_panel.png", subject=TEST),
+        qc=expand(f"{RESULTS}/preproc/{{subject}}/qc.png", subject=SUBJECTS),
+        timing=expand(f"{RESULTS}/preproc/{{subject}}/timing.csv", subject=SUBJECTS),
+    output:
+        html=report(
+            f"{RESULTS}/report/index.html",
+            caption="../report/html.rst",
+            category="Report",
+        ),
+        provenance=f"{RESULTS}/report/provenance.json",
+    log:
+        "logs/report.log",
+    params:
+        config=config,
+        test_subjects=TEST,
+        subjects=SUBJECTS,
+    script:
+        "../../scripts/report.py"

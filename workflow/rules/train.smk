@@ -1,0 +1,35 @@
+# Stage 4: the conditional diffusion model, trained once on all training pairs (a GPU job).
+
+
+rule train:
+    input:
+        unpack(lambda wildcards: pair_files(TRAIN + VAL)),
+    output:
+        model=f"{RESULTS}/models/{MODEL}/model.pt",
+        log_csv=f"{RESULTS}/models/{MODEL}/train_log.csv",
+        curves=report(
+            f"{RESULTS}/models/{MODEL}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
+        validation=report(
+            f"{RESULTS}/models/{MODEL}/validation.png",
+            caption="../report/validation.rst",
+            category="Training",
+        ),
+    log:
+        "logs/train.log",
+    params:
+        train_subjects=TRAIN,
+        val_subjects=VAL,
+        model=config["model"],
+        diffusion=config["diffusion"],
+        train=config["train"],
+        factor=config["pairs"]["factor"],
+        seed=config["seed"],
+        checkpoint=f"{RESULTS}/models/{MODEL}/checkpoint.pt",
+    threads: 1
+    resources:
+        gpu=GPUS,
+    script:
+        "../../scripts/train.py"
