@@ -181,7 +181,7 @@ def train(
         with torch.no_grad():
             for ema_param, param in zip(ema.parameters(), network.parameters()):
                 ema_param.lerp_(param, 1 - decay)
-        running_loss += float(loss)
+        running_loss += loss.item()
         running_count += 1
 
         done = step + 1

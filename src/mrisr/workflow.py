@@ -21,11 +21,14 @@ def run_rule(snakemake: Any, main: Callable[[Any], None]) -> None:
         handlers.append(logging.FileHandler(str(snakemake.log[0]), mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         handlers=handlers, force=True)
-    threads = str(max(1, int(snakemake.threads)))
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = threads
-    import torch
-
-    torch.set_num_threads(int(threads))
+    threads = max(1, int(snakemake.threads))
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    try:
+        import torch
+    except ImportError:  # rule environments without PyTorch (--sdm conda)
+        pass
+    else:
+        torch.set_num_threads(threads)
     from .io import MrisrError
 
     if os.environ.get("SLURM_JOB_ID"):

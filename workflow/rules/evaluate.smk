@@ -19,6 +19,8 @@ rule evaluate:
     log:
         "logs/evaluate/{subject}.log",
     threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
     script:
         "../../scripts/evaluate.py"
 
@@ -34,5 +36,7 @@ rule summarize:
         ),
     log:
         "logs/summarize.log",
+    conda:
+        "../../envs/evaluate.yaml"
     script:
         "../../scripts/summarize.py"

@@ -11,6 +11,8 @@ rule fetch:
         data=config["data"],
         seed=config["seed"],
     threads: 1
+    conda:
+        "../../envs/preprocess.yaml"
     script:
         f"../../scripts/fetch_{config['data']['source']}.py"
 
@@ -24,5 +26,7 @@ rule write_split:
         "logs/write_split.log",
     params:
         split=config["split"],
+    conda:
+        "../../envs/preprocess.yaml"
     script:
         "../../scripts/write_split.py"

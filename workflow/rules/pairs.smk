@@ -14,5 +14,7 @@ rule pairs:
         settings=config["pairs"],
         seed=config["seed"],
     threads: 1
+    conda:
+        "../../envs/preprocess.yaml"
     script:
         "../../scripts/pairs.py"

@@ -21,5 +21,7 @@ rule preprocess:
         settings=config["preprocess"],
         seed=config["seed"],
     threads: 1
+    conda:
+        "../../envs/preprocess.yaml"
     script:
         "../../scripts/preprocess.py"

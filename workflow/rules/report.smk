@@ -24,5 +24,7 @@ rule report:
         config=config,
         test_subjects=TEST,
         subjects=SUBJECTS,
+    conda:
+        "../../envs/evaluate.yaml"
     script:
         "../../scripts/report.py"

@@ -17,5 +17,7 @@ rule super_resolve:
     threads: 1
     resources:
         gpu=GPUS,
+    conda:
+        "../../envs/pytorch.yaml"
     script:
         "../../scripts/super_resolve.py"

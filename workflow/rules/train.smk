@@ -31,5 +31,7 @@ rule train:
     threads: 1
     resources:
         gpu=GPUS,
+    conda:
+        "../../envs/pytorch.yaml"
     script:
         "../../scripts/train.py"

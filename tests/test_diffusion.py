@@ -1,0 +1,78 @@
+"""The noise schedules against the seed's formulas and the standard cosine, and the DDIM sampler."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mrisr.diffusion import (
+    GaussianDiffusion, cosine_alpha_bar, make_alpha_bar, posterior_mean_coefficients, seed_alphas,
+)
+
+
+def test_seed_schedule_matches_the_seed_formula():
+    T = 1000
+    alphas = seed_alphas(T)
+    for t in (1, 10, 250, 500, 999):
+        assert alphas[t - 1] == pytest.approx(math.cos(math.pi * t / (2 * T)) ** 2, rel=1e-12)
+    alpha_bar = make_alpha_bar("seed", T)
+    assert alpha_bar[99] == pytest.approx(np.prod([math.cos(math.pi * t / 2000) ** 2 for t in range(1, 101)]))
+    # Read literally, the seed's alpha_bar collapses early: below 0.002 by t = 200.
+    assert alpha_bar[199] < 0.002
+
+
+def test_cosine_schedule_matches_nichol_dhariwal():
+    T, s = 1000, 0.008
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = cosine_alpha_bar(T)
+    for t in (1, 100, 500, 900):
+        assert alpha_bar[t - 1] == pytest.approx(f(t) / f(0), rel=1e-9)
+    assert np.all(np.diff(alpha_bar) < 0)
+    assert alpha_bar[-1] < 1e-4  # last step (after beta clipping) is almost pure noise
+
+
+def test_forward_process_has_the_seed_mean_and_scaled_variance():
+    diffusion = GaussianDiffusion("cosine", 1000, noise_scale=0.3)
+    x0 = torch.full((20000,), 0.7)
+    t = torch.full((20000,), 400)
+    x_t = diffusion.q_sample(x0, t, torch.randn(20000, generator=torch.Generator().manual_seed(0)))
+    alpha_bar = float(diffusion.alpha_bar[400])
+    assert float(x_t.mean()) == pytest.approx(math.sqrt(alpha_bar) * 0.7, abs=0.01)
+    assert float(x_t.var()) == pytest.approx(0.3 * (1 - alpha_bar), rel=0.05)
+
+
+def test_posterior_coefficients_match_the_seed_reverse_step():
+    alpha_bar = make_alpha_bar("cosine", 100)
+    coef_x0, coef_xt, variance = posterior_mean_coefficients(alpha_bar)
+    t = 50
+    alpha_t = alpha_bar[t] / alpha_bar[t - 1]
+    beta_t = 1 - alpha_t
+    assert coef_x0[t] == pytest.approx(math.sqrt(alpha_bar[t - 1]) * beta_t / (1 - alpha_bar[t]))
+    assert coef_xt[t] == pytest.approx(math.sqrt(alpha_t) * (1 - alpha_bar[t - 1]) / (1 - alpha_bar[t]))
+    assert variance[t] == pytest.approx((1 - alpha_bar[t - 1]) / (1 - alpha_bar[t]) * beta_t)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
+def test_parameterisations_invert_exactly(prediction):
+    diffusion = GaussianDiffusion("cosine", 1000, noise_scale=0.3, prediction=prediction)
+    generator = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(3, 1, 4, 4, 4, generator=generator), torch.randn(3, 1, 4, 4, 4, generator=generator)
+    t = torch.tensor([5, 300, 700])
+    x_t = diffusion.q_sample(x0, t, noise)
+    x0_hat, eps_hat = diffusion.predict_x0_eps(diffusion.training_target(x0, t, noise), x_t, t)
+    torch.testing.assert_close(x0_hat, x0, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(eps_hat, noise, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_with_an_oracle_denoiser_returns_the_target(eta):
+    diffusion = GaussianDiffusion("cosine", 1000, prediction="x0")
+    target = torch.linspace(-1, 1, 64).reshape(1, 1, 4, 4, 4)
+    result = diffusion.ddim_sample(lambda x_t, t: target, target.shape, steps=10, eta=eta,
+                                   generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(result, target)
+
+
+def test_ddim_timesteps_run_from_the_last_step_to_zero():
+    steps = GaussianDiffusion("cosine", 1000).ddim_timesteps(10)
+    assert steps[0] == 999 and steps[-1] == 0 and len(steps) == 10 and steps == sorted(steps, reverse=True)

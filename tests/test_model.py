@@ -1,0 +1,37 @@
+"""The 3D U-Net: shapes, conditioning on time, divisibility check."""
+import pytest
+import torch
+
+from mrisr.model import UNet3D, timestep_embedding
+
+
+@pytest.mark.parametrize("channel_mult,attention", [((1, 2, 4), True), ((1, 2), False)])
+def test_output_has_the_input_grid(channel_mult, attention):
+    network = UNet3D(in_channels=2, out_channels=1, base_channels=8, channel_mult=channel_mult, attention=attention)
+    x = torch.randn(2, 2, 16, 24, 32)
+    assert network(x, torch.tensor([0, 999])).shape == (2, 1, 16, 24, 32)
+
+
+def test_output_depends_on_the_timestep_once_trained_away_from_zero_init():
+    torch.manual_seed(0)
+    network = UNet3D(base_channels=8, channel_mult=(1, 2))
+    torch.nn.init.normal_(network.head[-1].weight)
+    x = torch.randn(1, 2, 8, 8, 8)
+    assert not torch.allclose(network(x, torch.tensor([1])), network(x, torch.tensor([900])))
+
+
+def test_zero_initialised_head_predicts_no_correction():
+    network = UNet3D(base_channels=8, channel_mult=(1, 2))
+    assert torch.count_nonzero(network(torch.randn(1, 2, 8, 8, 8), torch.tensor([3]))) == 0
+
+
+def test_sizes_not_divisible_by_the_downsampling_are_rejected():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        UNet3D(base_channels=8)(torch.randn(1, 2, 10, 16, 16), torch.tensor([0]))
+
+
+def test_timestep_embedding_is_sinusoidal():
+    embedding = timestep_embedding(torch.tensor([0, 10]), 16)
+    assert embedding.shape == (2, 16)
+    torch.testing.assert_close(embedding[0, :8], torch.ones(8))  # cos(0)
+    torch.testing.assert_close(embedding[0, 8:], torch.zeros(8))  # sin(0)

@@ -1,0 +1,66 @@
+"""Training resumes exactly from a checkpoint after an interruption (preemption, time limit)."""
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+import mrisr.train as training
+from mrisr.train import Pair, TrainSettings, train
+
+MODEL = {"base_channels": 8, "channel_mult": [1, 2], "attention": False}
+DIFFUSION = {"schedule": "cosine", "timesteps": 100, "prediction": "x0"}
+
+
+def synthetic_pair(seed: int) -> Pair:
+    rng = np.random.default_rng(seed)
+    hr = gaussian_filter(rng.random((24, 24, 24)), 1).astype(np.float32) * 4
+    condition = gaussian_filter(hr, 1.5)  # a blurred scan: the residual is learnable from it
+    mask = hr > np.median(hr)
+    return Pair(f"s{seed}", (hr - condition) * 10, condition * 2 - 1, mask)
+
+
+SETTINGS = TrainSettings(steps=8, batch_size=2, patch_size=(16, 16, 16), warm_start_steps=2, warmup_steps=2,
+                         checkpoint_every=4, log_every=2, val_every=4, seed=3, device="cpu")
+
+
+def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch):
+    pairs = [synthetic_pair(0), synthetic_pair(1)]
+    reference, reference_rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "a.pt", "d")
+
+    calls = {"n": 0}
+    original = training.sample_patches
+
+    def preempted_after_five_steps(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("SIGTERM from the scheduler")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "sample_patches", preempted_after_five_steps)
+    with pytest.raises(KeyboardInterrupt):
+        train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 4
+    monkeypatch.setattr(training, "sample_patches", original)
+    resumed, rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
+
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, msg=name)
+    assert [row["step"] for row in rows] == [row["step"] for row in reference_rows] == [2, 4, 6, 8]
+    assert [row["loss"] for row in rows] == pytest.approx([row["loss"] for row in reference_rows])
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    pairs = [synthetic_pair(0)]
+    train(pairs, [], MODEL, DIFFUSION, TrainSettings(**{**SETTINGS.__dict__, "steps": 5}), tmp_path / "c.pt", "old")
+    assert torch.load(tmp_path / "c.pt", weights_only=False)["step"] == 4
+    _, rows = train(pairs, [], MODEL, DIFFUSION, SETTINGS, tmp_path / "c.pt", "new")
+    assert rows[0]["step"] == 2  # started afresh
+
+
+def test_training_reduces_the_loss_on_a_learnable_problem(tmp_path):
+    pairs = [synthetic_pair(0), synthetic_pair(1)]
+    settings = TrainSettings(**{**SETTINGS.__dict__, "steps": 60, "warm_start_steps": 0, "log_every": 10,
+                                "val_every": 10, "learning_rate": 2e-3, "checkpoint_every": 1000})
+    _, rows = train(pairs, pairs, MODEL, DIFFUSION, settings, tmp_path / "d.pt", "d")
+    predict_zero = np.mean([np.mean(pair.target[pair.mask] ** 2) for pair in pairs])  # the untrained model
+    assert rows[-1]["val_loss"] < 0.6 * predict_zero
