@@ -4,7 +4,7 @@ from mrisr.workflow import run_rule
 
 
 def main(snakemake):
-    settings = snakemake.params.data.get("sample", {})
+    settings = snakemake.params.settings
     fetch_sample_subject(
         snakemake.wildcards.subject, snakemake.output.raw, seed=snakemake.params.seed,
         max_displacement_mm=settings.get("max_displacement_mm", 4.0),

@@ -7,10 +7,10 @@ stops it afterwards; without a reachable cluster the test is skipped.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -113,59 +113,29 @@ def run_snakemake_on_slurm(
     return res
 
 
-SMALL_SNAKEFILE = textwrap.dedent(
-    r"""
-    rule all:
-        input: "aggregate.txt"
-
-    rule cpu:
-        output: "cpu.txt"
-        threads: 1
-        shell:
-            "echo SLURM_JOB_ID=$SLURM_JOB_ID > {output}; "
-            "echo PYTHON=$(command -v python) >> {output}"
-
-    rule gpu:
-        output: "gpu.txt"
-        resources: gpu=1
-        shell:
-            "echo SLURM_JOB_ID=$SLURM_JOB_ID > {output}; "
-            "echo CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES >> {output}"
-
-    rule aggregate:
-        input: "cpu.txt", "gpu.txt"
-        output: "aggregate.txt"
-        shell:
-            "cat {input} > {output}; "
-            "echo SLURM_JOB_ID=$SLURM_JOB_ID >> {output}"
-    """
-)
-
-
-def _record(path: Path) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition("=")
-        out.setdefault(key, []).append(value.strip())
-    return out
+# The test node has little memory; the workflow profile's requests are sized for real data.
+SMALL_RESOURCES = [f"{rule}:mem_mb=800" for rule in
+                   ("fetch", "preprocess", "pairs", "train", "super_resolve", "evaluate", "report")]
 
 
 @pytest.mark.slurm
-def test_small_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
-    snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(SMALL_SNAKEFILE)
+def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
+    run_snakemake_on_slurm(tmp_path, REPO / "Snakefile", REPO / "tests" / "data" / "tiny.yaml",
+                           extra_args=["--set-resources", *SMALL_RESOURCES])
 
-    run_snakemake_on_slurm(tmp_path, snakefile)
-
-    cpu = _record(tmp_path / "cpu.txt")
-    gpu = _record(tmp_path / "gpu.txt")
-    agg = _record(tmp_path / "aggregate.txt")
-    job_ids = [cpu["SLURM_JOB_ID"][0], gpu["SLURM_JOB_ID"][0], agg["SLURM_JOB_ID"][-1]]
-    assert all(job_ids), f"a rule did not run inside a Slurm job: {job_ids}"
-    assert len(set(job_ids)) == 3, f"rules did not run as separate Slurm jobs: {job_ids}"
-    assert gpu["CUDA_VISIBLE_DEVICES"][0], "the gpu=1 job got no CUDA_VISIBLE_DEVICES"
-    # The submitting environment (venv on PATH) reaches the jobs.
-    assert cpu["PYTHON"][0].startswith(str(Path(sys.executable).parent)), cpu["PYTHON"]
+    assert (tmp_path / "results/report/index.html").stat().st_size > 10_000
+    logs = sorted((tmp_path / "logs").rglob("*.log"))
+    job_ids = {}
+    for log in logs:
+        match = re.search(r"Slurm job (\d+) on \S+ \(CUDA_VISIBLE_DEVICES=(\S*)\)", log.read_text())
+        assert match, f"{log.relative_to(tmp_path)} did not run inside a Slurm job"
+        job_ids[log.relative_to(tmp_path / "logs").as_posix()] = match.groups()
+    # fetch x3, write_split, preprocess x3, pairs x3, train, super_resolve, evaluate, summarize, report
+    assert len(job_ids) == 15
+    assert len({job for job, _ in job_ids.values()}) == len(job_ids), "rules shared a Slurm job"
+    assert job_ids["train.log"][1], "the training job asked for a GPU but got no CUDA_VISIBLE_DEVICES"
+    assert job_ids["super_resolve/diffusion/robex.log"][1]
+    assert not job_ids["report.log"][1], "a CPU rule was given a GPU"
 
 
 def test_user_profile_is_valid_yaml():

@@ -19,9 +19,16 @@ import pandas as pd
 from scipy import ndimage
 
 from .io import MrisrError, atomic_path, load_volume, save_volume, voxel_sizes, write_json
-from .preprocess import mni152_path
 
 DERIVED = re.compile(r"^(?P<base>[a-z0-9]+?)def(?P<index>\d+)$")
+
+
+MNI152_T1 = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+
+
+def mni152_path() -> Path:
+    """The MNI152 2009c T1 template that ships inside nilearn (1 mm, skull-stripped)."""
+    return Path(str(resources.files("nilearn") / "datasets" / "data" / MNI152_T1))
 
 
 def robex_head_path() -> Path:
@@ -95,15 +102,14 @@ def fetch_sample_subject(
     return sidecar
 
 
-def copy_local_subject(source: str, out_path: str) -> dict:
-    """Validate a user's scan and write it as the raw T1w (float32, 3D); returns its sidecar."""
-    image = load_volume(source)
+def import_scan(scan_path: str, out_path: str, **origin: object) -> dict:
+    """Validate a scan (3D NIfTI) and write it as the raw T1w, float32, with a sidecar of its ``origin``."""
+    image = load_volume(scan_path)
     save_volume(image.get_fdata(dtype=np.float32), image.affine, out_path)
-    sidecar = {"source": "local", "file": str(Path(source).resolve()), "derived": False,
-               "shape": list(image.shape), "voxel_mm": voxel_sizes(image.affine).round(3).tolist()}
+    sidecar = {**origin, "file": str(Path(scan_path).resolve()), "derived": False, "shape": list(image.shape),
+               "voxel_mm": voxel_sizes(image.affine).round(3).tolist()}
     write_json(sidecar, Path(out_path).with_name("T1w.json"))
     return sidecar
-
 
 
 def write_split(split: dict[str, list[str]], sidecar_paths: list[str], out_path: str) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
@@ -20,17 +20,14 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from .fetch import mni152_path
+from .figures import registration_qc
 from .io import MrisrError, atomic_path, load_volume, save_volume
+from .skullstrip import brain_mask
 
 log = logging.getLogger(__name__)
 
-MNI152_T1 = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 REGISTRATIONS = {"rigid": "Rigid", "affine": "Affine", "syn": "antsRegistrationSyNQuick[s]"}
-
-
-def mni152_path() -> Path:
-    """The MNI152 2009c T1 template that ships inside nilearn (1 mm, skull-stripped)."""
-    return Path(str(resources.files("nilearn") / "datasets" / "data" / MNI152_T1))
 
 
 def template_mask(template: np.ndarray) -> np.ndarray:
@@ -119,72 +116,112 @@ def _at_spacing(image: ants.ANTsImage, spacing: float | None) -> ants.ANTsImage:
     return ants.resample_image(image, (spacing,) * 3, use_voxels=False, interp_type=0)
 
 
+@dataclass
+class Preprocessed:
+    """A preprocessed scan on its output grid, with what the QC figure overlays."""
+
+    brain: np.ndarray
+    mask: np.ndarray
+    affine: np.ndarray
+    template_on_grid: np.ndarray
+    transforms: list[str]
+    timing: dict[str, float]
+
+
+def _warp(fixed: ants.ANTsImage, moving: ants.ANTsImage, transforms: list[str], interpolator: str,
+          inverse: bool = False) -> np.ndarray:
+    """Apply ANTs transforms (forward, or the inverse list with its affines inverted) as an array."""
+    invert = [name.endswith(".mat") for name in transforms] if inverse else None
+    return ants.apply_transforms(fixed, moving, transforms, interpolator=interpolator,
+                                 whichtoinvert=invert).numpy()
+
+
 def preprocess_subject(
     raw_path: str,
     template: Template,
-    out_brain: str,
-    out_mask: str,
-    out_transform: str,
     registration: str = "affine",
     skull_strip: str = "template",
     bias_correction: bool = True,
     working_spacing: float | None = 2.0,
+    output_space: str = "template",
+    crop_shape: Sequence[int] | None = None,
+    shape_multiple: int = 16,
     seed: int = 0,
-) -> dict[str, float]:
-    """Preprocess one raw T1w scan into the (cropped) template space; returns seconds per step.
+    work_dir: str | None = None,
+) -> Preprocessed:
+    """Bias-correct, register, skull-strip, normalise and crop one raw T1w scan.
 
-    Writes the normalised, skull-stripped T1w, the brain mask and the forward
-    transform (ANTs ``.mat``). Heads that are already skull-stripped pass
-    through skull stripping.
+    ``output_space="template"`` resamples into the (cropped) template grid that
+    all subjects share; ``"native"`` keeps the scan's own grid, cropped around
+    its brain. Heads that are already skull-stripped (zero background) keep
+    their own brain whatever ``skull_strip`` says.
     """
     timing: dict[str, float] = {}
-    started = time.perf_counter()
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        timing[step] = time.perf_counter() - clock
+        clock = time.perf_counter()
+
     raw = load_volume(raw_path)
     moving = _to_ants(raw)
     stripped = looks_skull_stripped(raw.get_fdata(dtype=np.float32))
-    timing["load"] = time.perf_counter() - started
+    if stripped or skull_strip == "none":
+        skull_strip = "none"
+    lap("load")
 
     if bias_correction:
-        started = time.perf_counter()
         coarse = _at_spacing(moving, working_spacing)
-        coarse_mask = ants.get_mask(coarse) if not stripped else coarse.new_image_like((coarse.numpy() > 0) * 1.0)
+        coarse_mask = coarse.new_image_like((coarse.numpy() > 0) * 1.0) if stripped else ants.get_mask(coarse)
         bias = ants.n4_bias_field_correction(coarse, mask=coarse_mask, shrink_factor=4, return_bias_field=True)
         bias = ants.resample_image_to_target(bias, moving, interp_type="linear")
         moving = moving.new_image_like(moving.numpy() / np.clip(bias.numpy(), 1e-3, None))
-        timing["bias_correction"] = time.perf_counter() - started
+        lap("bias_correction")
 
-    started = time.perf_counter()
+    native_mask = None
+    if skull_strip == "none":
+        native_mask = ndimage.binary_fill_holes(moving.numpy() > 0)
+    elif skull_strip != "template":
+        corrected = ants.to_nibabel_nifti(moving)
+        native_mask = brain_mask(corrected, skull_strip, work_dir or Path(raw_path).parent, seed)
+        lap("skull_strip")
+
     if registration not in REGISTRATIONS:
         raise MrisrError(f"preprocess.registration: unknown {registration!r}; use one of {sorted(REGISTRATIONS)}")
+    # With a brain mask in hand, register the brain alone: the template has no skull.
+    source = moving if native_mask is None else moving * moving.new_image_like(native_mask * 1.0)
     result = ants.registration(
-        fixed=_at_spacing(template.image, working_spacing),
-        moving=_at_spacing(moving, working_spacing),
-        type_of_transform=REGISTRATIONS[registration],
-        random_seed=seed,
+        fixed=_at_spacing(template.image, working_spacing), moving=_at_spacing(source, working_spacing),
+        type_of_transform=REGISTRATIONS[registration], random_seed=seed,
     )
-    transforms = result["fwdtransforms"]
-    warped = ants.apply_transforms(template.image, moving, transforms, interpolator="bSpline")
-    timing["registration"] = time.perf_counter() - started
+    lap("registration")
 
-    started = time.perf_counter()
-    volume = np.clip(warped.numpy(), 0, None)
-    mask = template.mask.copy()
-    if stripped or skull_strip == "none":
-        foreground = ants.apply_transforms(template.image, moving.new_image_like((moving.numpy() > 0) * 1.0),
-                                           transforms, interpolator="linear").numpy() > 0.5
-        mask &= ndimage.binary_fill_holes(foreground)
-    brain = normalise_intensity(crop_or_pad(volume, template.box), crop_or_pad(mask, template.box))
-    mask = crop_or_pad(mask, template.box)
-    affine = cropped_affine(template.affine, template.box)
-    save_volume(brain, affine, out_brain, description="mrisr T1w brain, template space")
-    save_volume(mask, affine, out_mask, dtype=np.uint8, description="mrisr brain mask")
-    Path(out_transform).parent.mkdir(parents=True, exist_ok=True)
-    # ANTs lists the affine last (after any SyN warp); it is what maps the scan into template space.
-    shutil.copyfile(transforms[-1], out_transform)
-    timing["skull_strip_normalise"] = time.perf_counter() - started
-    log.info("%s: %s, skull-stripped input: %s, timing %s", raw_path, registration, stripped,
-             {k: round(v, 1) for k, v in timing.items()})
-    return timing
+    if output_space == "template":
+        forward = result["fwdtransforms"]
+        volume = _warp(template.image, moving, forward, "bSpline")
+        mask = template.mask.copy() if skull_strip in ("template", "none") else np.zeros_like(template.mask)
+        if native_mask is not None:
+            warped_mask = _warp(template.image, moving.new_image_like(native_mask * 1.0), forward, "linear") > 0.5
+            mask = mask & warped_mask if skull_strip == "none" else warped_mask
+        box, affine = template.box, cropped_affine(template.affine, template.box)
+        reference = template.image.numpy()
+    elif output_space == "native":
+        inverse = result["invtransforms"]
+        volume = moving.numpy()
+        mask = native_mask if native_mask is not None else _warp(
+            moving, template.image.new_image_like(template.mask * 1.0), inverse, "linear", inverse=True) > 0.5
+        box = crop_box(mask, crop_shape, shape_multiple)
+        affine = cropped_affine(ants.to_nibabel_nifti(moving).affine, box)
+        reference = _warp(moving, template.image, inverse, "linear", inverse=True)
+    else:
+        raise MrisrError(f"preprocess.output_space: unknown {output_space!r}; use template or native")
+    mask = crop_or_pad(mask, box)
+    brain = normalise_intensity(crop_or_pad(np.clip(volume, 0, None), box), mask)
+    lap("resample_normalise")
+    log.info("%s: %s registration, skull strip %s, %s space, seconds %s", raw_path, registration, skull_strip,
+             output_space, {k: round(v, 1) for k, v in timing.items()})
+    return Preprocessed(brain, mask, affine, crop_or_pad(reference, box), result["fwdtransforms"], timing)
 
 
 def preprocess_to_files(
@@ -192,23 +229,29 @@ def preprocess_to_files(
     subject: str, settings: dict, seed: int,
 ) -> None:
     """The ``preprocess`` stage for one subject: volumes, transform, timing CSV and QC figure."""
-    from .figures import registration_qc
-
     started = time.perf_counter()
     template = load_template(settings.get("spacing", 1.0), settings.get("crop_shape"),
-                             settings.get("shape_multiple", 16))
-    timing = {"template": time.perf_counter() - started}
-    timing |= preprocess_subject(
-        raw_path, template, out_brain, out_mask, out_transform,
-        registration=settings.get("registration", "affine"),
-        skull_strip=settings.get("skull_strip", "template"),
-        bias_correction=settings.get("bias_correction", True),
-        working_spacing=settings.get("working_spacing", 2.0),
-        seed=seed,
-    )
-    brain = nib.load(out_brain).get_fdata(dtype=np.float32)
-    mask = nib.load(out_mask).get_fdata(dtype=np.float32)
-    registration_qc(brain, mask, crop_or_pad(template.image.numpy(), template.box), subject, out_qc)
+                             settings.get("shape_multiple", 16), settings.get("template"))
+    template_seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(dir=Path(out_brain).parent) as work_dir:
+        result = preprocess_subject(
+            raw_path, template,
+            registration=settings.get("registration", "affine"),
+            skull_strip=settings.get("skull_strip", "template"),
+            bias_correction=settings.get("bias_correction", True),
+            working_spacing=settings.get("working_spacing", 2.0),
+            output_space=settings.get("output_space", "template"),
+            crop_shape=settings.get("crop_shape"),
+            shape_multiple=settings.get("shape_multiple", 16),
+            seed=seed, work_dir=work_dir,
+        )
+        save_volume(result.brain, result.affine, out_brain, description="mrisr T1w brain")
+        save_volume(result.mask, result.affine, out_mask, dtype=np.uint8, description="mrisr brain mask")
+        # ANTs lists the affine last (after any SyN warp): the transform from the scan to the template.
+        with atomic_path(out_transform) as tmp:
+            shutil.copyfile(result.transforms[-1], tmp)
+    registration_qc(result.brain, result.mask, result.template_on_grid, subject, out_qc)
+    timing = {"template": template_seconds, **result.timing}
     with atomic_path(out_timing) as tmp:
         tmp.write_text("subject,step,seconds\n" + "".join(
             f"{subject},{step},{seconds:.2f}\n" for step, seconds in timing.items()))

@@ -30,7 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from .diffusion import GaussianDiffusion
-from .io import atomic_path, load_volume
+from .io import atomic_path, load_volume, voxel_sizes
 from .figures import comparison_panel, training_curves
 from .model import UNet3D, resolve_device
 from .sample import condition_from_lr, sample_volume
@@ -275,6 +275,7 @@ def run_training(
         "diffusion": diffusion_args,
         "residual_scale": residual_scale,
         "factor": np.broadcast_to(np.asarray(factor, float), (3,)).tolist(),
+        "hr_voxel_mm": voxel_sizes(load_volume(next(iter(train_subjects.values()))["hr"]).affine).tolist(),
         "patch_size": list(settings.patch_size),
         "train_subjects": sorted(train_subjects),
         "provenance": provenance,

@@ -40,3 +40,6 @@ def run_rule(snakemake: Any, main: Callable[[Any], None]) -> None:
     except MrisrError as error:
         logging.getLogger("mrisr").error("%s", error)
         sys.exit(1)
+    except Exception:  # a bug, not bad input: keep the traceback, in the log too
+        logging.getLogger("mrisr").exception("unexpected error")
+        raise

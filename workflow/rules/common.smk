@@ -8,9 +8,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 sys.path.insert(0, f"{workflow.basedir}/src")
 
+from pathlib import Path
+
 from mrisr.config import check_subjects, validate_config
 from mrisr.fetch import sample_subjects
+from mrisr.hcp import check_access, read_subject_list, s3_client
 from mrisr.io import MrisrError
+from mrisr.skullstrip import missing_tool
+from mrisr.sources import check_local_files, discover_local, seeded_split
 
 
 def fail(message):
@@ -19,19 +24,52 @@ def fail(message):
     sys.exit(1)
 
 
+def source_subjects(data):
+    """Subject IDs the data source offers (and, for local data, their files)."""
+    if data["source"] == "sample":
+        return sample_subjects(data["sample"]["derived_per_volume"]), {}
+    if data["source"] == "local":
+        local = data.get("local") or {}
+        if not local.get("path"):
+            raise MrisrError("data.local.path: set it to your folder of NIfTI files or BIDS dataset")
+        files = discover_local(local["path"], local.get("pattern", "*.nii*"), local.get("subjects"))
+        check_local_files(files)
+        return list(files), files
+    return read_subject_list(data["hcp"]["subjects"]), {}
+
+
+def resolve_split(split, subjects, seed):
+    """Explicit train/val/test lists, or a seeded split of all subjects (split.random)."""
+    if "random" in split:
+        return seeded_split(subjects, split["random"].get("val", 0), split["random"]["test"], seed)
+    return {part: list(split.get(part, [])) for part in ("train", "val", "test")}
+
+
+def check_hcp_access(data, subjects):
+    """Fail before any job when credentials are missing or rejected, or a subject is not in the bucket."""
+    hcp = data["hcp"]
+    pending = [s for s in subjects if not Path(f"{RESULTS}/raw/{s}/T1w.nii.gz").exists()]
+    if pending:
+        client = s3_client(hcp.get("aws_profile"), hcp.get("endpoint_url"))
+        check_access(client, hcp["bucket"], pending, hcp["file"], hcp["prefix"])
+
+
+RESULTS = "results"
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
-    if config["data"]["source"] == "sample":
-        AVAILABLE = sample_subjects(config["data"]["sample"]["derived_per_volume"])
-    else:
-        fail(f"data.source {config['data']['source']!r} is not available in this version")
-    check_subjects(config["split"], AVAILABLE)
+    AVAILABLE, LOCAL_FILES = source_subjects(config["data"])
+    SPLIT = resolve_split(config["split"], AVAILABLE, config["seed"])
+    check_subjects(SPLIT, AVAILABLE)
+    TRAIN, VAL, TEST = SPLIT["train"], SPLIT["val"], SPLIT["test"]
+    SUBJECTS = list(dict.fromkeys(TRAIN + VAL + TEST))
+    problem = missing_tool(config["preprocess"].get("skull_strip", "template"))
+    if problem:
+        raise MrisrError(problem)
+    if config["data"]["source"] == "hcp":
+        check_hcp_access(config["data"], SUBJECTS)
 except MrisrError as error:
     fail(error)
 
-SPLIT = config["split"]
-TRAIN, VAL, TEST = SPLIT["train"], SPLIT["val"], SPLIT["test"]
-SUBJECTS = list(dict.fromkeys(TRAIN + VAL + TEST))
 MODEL = "diffusion"
 RESULTS = "results"
 GPUS = 1 if config.get("use_gpu", True) else 0
@@ -39,6 +77,14 @@ GPUS = 1 if config.get("use_gpu", True) else 0
 
 wildcard_constraints:
     subject="[A-Za-z0-9]+",
+
+
+def source_settings(data):
+    """The data source's own settings, minus the subject list: adding a subject refetches nothing."""
+    settings = dict(data.get(data["source"]) or {})
+    settings.pop("subjects", None)
+    settings.pop("derived_per_volume", None)
+    return settings
 
 
 def pair_files(subjects):

@@ -8,8 +8,10 @@ rule fetch:
     log:
         "logs/fetch/{subject}.log",
     params:
-        data=config["data"],
+        settings=source_settings(config["data"]),
         seed=config["seed"],
+        source_file=lambda wildcards: LOCAL_FILES.get(wildcards.subject, ""),
+        download=f"{RESULTS}/downloads/{{subject}}/T1w.nii.gz",
     threads: 1
     conda:
         "../../envs/preprocess.yaml"

@@ -1,0 +1,12 @@
+"""Rule fetch (data.source: local): one of the user's own scans."""
+from mrisr.fetch import import_scan
+from mrisr.workflow import run_rule
+
+
+def main(snakemake):
+    subject = snakemake.wildcards.subject
+    import_scan(snakemake.params.source_file, snakemake.output.raw, subject=subject, source="local",
+                real_volume=subject, description="user scan")
+
+
+run_rule(snakemake, main)  # noqa: F821

@@ -1,0 +1,145 @@
+"""Native-space skull stripping: tool checks, ROBEX on its own reference head, and the nipype plumbing."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from nibabel.processing import resample_from_to, resample_to_output
+from scipy import ndimage
+
+from mrisr.io import MrisrError, load_volume
+from mrisr.skullstrip import SKULL_STRIP_METHODS, brain_mask, missing_tool, robex_dir
+
+
+def test_methods_listed():
+    assert SKULL_STRIP_METHODS == ("template", "robex", "bet", "synthstrip", "none")
+
+
+@pytest.mark.parametrize("method", ["template", "none", "robex"])
+def test_available_methods_need_nothing_else(method):
+    assert missing_tool(method) is None
+
+
+@pytest.mark.parametrize("method, tool", [("bet", "bet"), ("synthstrip", "mri_synthstrip")])
+def test_missing_tool_names_the_tool(method, tool, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing installed here
+    message = missing_tool(method)
+    assert message is not None and f"`{tool}`" in message and "\n" not in message
+    with pytest.raises(MrisrError, match=tool):
+        brain_mask(_sphere_image(), method, tmp_path)
+
+
+def test_unknown_method_is_refused(tmp_path):
+    assert "unknown" in missing_tool("hd-bet")
+    with pytest.raises(MrisrError, match="unknown"):
+        brain_mask(_sphere_image(), "hd-bet", tmp_path)
+    with pytest.raises(MrisrError, match="template"):
+        brain_mask(_sphere_image(), "template", tmp_path)
+
+
+def test_none_keeps_nonzero_voxels_and_fills_holes(tmp_path):
+    image = _sphere_image()
+    volume = np.asarray(image.dataobj)
+    mask = brain_mask(image, "none", tmp_path)
+    assert mask.dtype == bool and mask.shape == volume.shape
+    assert mask[volume > 0].all()
+    assert mask[12, 12, 12]  # the zero-valued "ventricle" inside the brain
+    assert not mask[0, 0, 0] and mask.sum() == ndimage.binary_fill_holes(volume > 0).sum()
+
+
+def _sphere_image(shape: int = 24) -> nib.Nifti1Image:
+    """A bright ball on an exactly-zero background, with a zero hole in its centre."""
+    grid = np.indices((shape,) * 3) - shape / 2
+    radius = np.sqrt((grid ** 2).sum(axis=0))
+    volume = np.where(radius < shape / 3, 100.0, 0.0).astype(np.float32)
+    volume[radius < 2] = 0
+    return nib.Nifti1Image(volume, np.diag([2.0, 2.0, 2.0, 1.0]))
+
+
+# Stand-ins for FSL's bet and FreeSurfer's mri_synthstrip: they check the nipype plumbing
+# (command line, PATH lookup, output names, error reporting) where the real tools are not installed.
+FAKE_BET = """\
+import sys, nibabel as nib, numpy as np
+image = nib.load(sys.argv[1])
+out = sys.argv[2].removesuffix(".nii.gz")
+nib.save(nib.Nifti1Image((np.asarray(image.dataobj) > 0).astype(np.uint8), image.affine), out + "_mask.nii.gz")
+"""
+FAKE_SYNTHSTRIP = """\
+import sys, nibabel as nib, numpy as np
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+image = nib.load(args["-i"])
+nib.save(nib.Nifti1Image((np.asarray(image.dataobj) > 0).astype(np.uint8), image.affine), args["-m"])
+"""
+FAILING_TOOL = """\
+import sys
+print("reading input", file=sys.stderr)
+print("ERROR: could not allocate 4 GB", file=sys.stderr)
+sys.exit(3)
+"""
+
+
+def _install(folder: Path, name: str, source: str) -> None:
+    script = folder / name
+    script.write_text(f"#!{sys.executable}\n{source}")
+    script.chmod(0o755)
+
+
+@pytest.mark.parametrize("method, tool, source", [("bet", "bet", FAKE_BET),
+                                                  ("synthstrip", "mri_synthstrip", FAKE_SYNTHSTRIP)])
+def test_external_tools_run_through_nipype(method, tool, source, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _install(bin_dir, tool, source)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert missing_tool(method) is None
+    image = _sphere_image()
+    mask = brain_mask(image, method, tmp_path / "work")
+    assert mask.dtype == bool and mask.shape == image.shape
+    assert np.array_equal(mask, np.asarray(image.dataobj) > 0)
+    assert list((tmp_path / "work").iterdir()) == []  # the scratch copy is gone
+
+
+def test_tool_failure_names_method_and_last_error_line(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _install(bin_dir, "bet", FAILING_TOOL)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    with pytest.raises(MrisrError, match=r"bet failed: ERROR: could not allocate 4 GB \(exit code 3\)") as error:
+        brain_mask(_sphere_image(), "bet", tmp_path / "work")
+    assert "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def robex_result(tmp_path_factory) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """ROBEX on its own reference head, downsampled to 3 mm (ROBEX works on a fixed internal grid,
+    so this saves little time, ~65 s instead of ~70 s, but it also checks coarse inputs)."""
+    if missing_tool("robex"):
+        pytest.skip(missing_tool("robex"))
+    head = resample_to_output(load_volume(robex_dir() / "ref_vols" / "atlas.nii.gz"), (3.0,) * 3, order=1)
+    return head, brain_mask(head, "robex", tmp_path_factory.mktemp("robex"))
+
+
+def test_robex_masks_the_reference_head(robex_result):
+    head, mask = robex_result
+    volume = head.get_fdata()
+    assert mask.dtype == bool and mask.shape == head.shape
+
+    # One blob, near the centre of the field of view, covering a plausible part of the head.
+    _, blobs = ndimage.label(mask)
+    assert blobs == 1
+    centre = np.array(ndimage.center_of_mass(mask)) / mask.shape
+    assert np.all(np.abs(centre - 0.5) < 0.15)
+    # The head: everything brighter than background noise (a percentile, as a few voxels are very bright).
+    head_mask = ndimage.binary_fill_holes(
+        ndimage.binary_closing(volume > 0.1 * np.percentile(volume, 99), iterations=2))
+    assert 0.2 < mask.sum() / head_mask.sum() < 0.7  # 0.37 here
+    assert mask[~head_mask].sum() < 0.01 * mask.sum()  # the brain lies inside the head
+
+    # Agrees with the brain mask ROBEX ships for this head, brought to the same grid.
+    shipped = load_volume(robex_dir() / "ref_vols" / "atlas_mask.nii.gz")
+    reference = resample_from_to(shipped, head, order=1).get_fdata() > 0.5
+    dice = 2 * (mask & reference).sum() / (mask.sum() + reference.sum())
+    assert dice > 0.9
