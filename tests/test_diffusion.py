@@ -76,3 +76,4 @@ def test_ddim_with_an_oracle_denoiser_returns_the_target(eta):
 def test_ddim_timesteps_run_from_the_last_step_to_zero():
     steps = GaussianDiffusion("cosine", 1000).ddim_timesteps(10)
     assert steps[0] == 999 and steps[-1] == 0 and len(steps) == 10 and steps == sorted(steps, reverse=True)
+    assert GaussianDiffusion("cosine", 1000).ddim_timesteps(1) == [999]

@@ -35,3 +35,25 @@ def test_timestep_embedding_is_sinusoidal():
     assert embedding.shape == (2, 16)
     torch.testing.assert_close(embedding[0, :8], torch.ones(8))  # cos(0)
     torch.testing.assert_close(embedding[0, 8:], torch.zeros(8))  # sin(0)
+
+
+def test_two_dimensional_network_takes_slices_and_thin_slabs():
+    torch.manual_seed(0)
+    network = UNet3D(base_channels=8, channel_mult=(1, 2), spatial_dims=2)
+    assert not any(isinstance(m, torch.nn.Conv3d) for m in network.modules())
+    torch.nn.init.normal_(network.head[-1].weight)
+    slices = torch.randn(3, 2, 16, 24)
+    assert network(slices, torch.tensor([0, 5, 999])).shape == (3, 1, 16, 24)
+    for axis in (2, 3, 4):  # a slab of thickness 1 along any axis is one 2D slice per batch item
+        slab = slices.unsqueeze(axis)
+        out = network(slab, torch.tensor([0, 5, 999]))
+        assert out.shape == (3, 1, *slab.shape[2:])
+        torch.testing.assert_close(out.squeeze(axis), network(slices, torch.tensor([0, 5, 999])))
+
+
+def test_two_dimensional_network_rejects_thick_slabs_and_bad_dims():
+    network = UNet3D(base_channels=8, channel_mult=(1, 2), spatial_dims=2)
+    with pytest.raises(ValueError, match="length 1"):
+        network(torch.randn(1, 2, 4, 8, 8), torch.tensor([0]))
+    with pytest.raises(ValueError, match="spatial_dims"):
+        UNet3D(spatial_dims=1)

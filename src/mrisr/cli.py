@@ -17,6 +17,7 @@ def super_resolve_command(args: argparse.Namespace) -> None:
 
     from .degrade import hr_grid_for
     from .model import resolve_device
+    from .preprocess import WHITE_MATTER_LEVEL, white_matter_peak
     from .sample import condition_from_lr, load_model, sample_volume
 
     torch.set_num_threads(args.threads)
@@ -34,11 +35,8 @@ def super_resolve_command(args: argparse.Namespace) -> None:
             f"(factor {factor.tolist()}); use a model trained for this factor, or --ignore-voxel-size")
 
     volume = image.get_fdata(dtype=np.float32)
-    # Same normalisation as training: the 99.5th percentile of the foreground maps to 1.
-    foreground = volume[volume > 0]
-    if foreground.size == 0:
-        raise MrisrError(f"{args.input}: the image is empty (no positive voxels)")
-    scale = float(np.percentile(foreground, 99.5)) if args.normalize else 1.0
+    # Same normalisation as training: the white-matter peak of the foreground maps to WHITE_MATTER_LEVEL.
+    scale = white_matter_peak(volume[volume > 0]) / WHITE_MATTER_LEVEL if args.normalize else 1.0
     hr_shape, hr_affine = hr_grid_for(image.affine, image.shape, factor)
     condition = condition_from_lr(np.clip(volume / scale, 0, 1), hr_shape)
     mean, std = sample_volume(

@@ -130,7 +130,8 @@ class GaussianDiffusion:
     def ddim_timesteps(self, steps: int) -> list[int]:
         """``steps`` indices from ``T-1`` down to 0, evenly spaced."""
         steps = max(1, min(steps, self.timesteps))
-        return sorted({int(round(v)) for v in np.linspace(0, self.timesteps - 1, steps)}, reverse=True)
+        # Descending from T-1, so that a single step starts from pure noise (the regression estimate).
+        return sorted({int(round(v)) for v in np.linspace(self.timesteps - 1, 0, steps)}, reverse=True)
 
     @torch.no_grad()
     def ddim_sample(

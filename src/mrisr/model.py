@@ -3,7 +3,8 @@
 The network sees the noisy target and the conditioning volume (the LR scan
 interpolated to the HR grid) as input channels, SR3-style, and is configured
 by plain arguments so that the ``model:`` config section maps onto the
-constructor without glue.
+constructor without glue. ``spatial_dims=2`` builds the same network from 2D
+layers (the benchmark's tri-planar baseline).
 """
 
 from __future__ import annotations
@@ -28,22 +29,32 @@ def _groups(channels: int) -> int:
     return next(g for g in (8, 4, 2, 1) if channels % g == 0)
 
 
-class ResBlock(nn.Module):
-    """Two 3x3x3 convolutions with a time-embedding shift in between and a skip connection."""
+def _conv(spatial_dims: int) -> type[nn.Module]:
+    """The convolution class for 2D or 3D grids."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    return nn.Conv3d if spatial_dims == 3 else nn.Conv2d
 
-    def __init__(self, in_channels: int, out_channels: int, time_dim: int, dropout: float = 0.0) -> None:
+
+class ResBlock(nn.Module):
+    """Two 3x3(x3) convolutions with a time-embedding shift in between and a skip connection."""
+
+    def __init__(self, in_channels: int, out_channels: int, time_dim: int, dropout: float = 0.0,
+                 spatial_dims: int = 3) -> None:
         super().__init__()
+        conv = _conv(spatial_dims)
         self.norm1 = nn.GroupNorm(_groups(in_channels), in_channels)
-        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = conv(in_channels, out_channels, 3, padding=1)
         self.time = nn.Linear(time_dim, out_channels)
         self.norm2 = nn.GroupNorm(_groups(out_channels), out_channels)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1)
-        self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.conv2 = conv(out_channels, out_channels, 3, padding=1)
+        self.skip = conv(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time(time_embedding)[:, :, None, None, None]
+        shift = self.time(time_embedding)
+        h = h + shift.view(*shift.shape, *([1] * (h.ndim - 2)))
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return h + self.skip(x)
 
@@ -67,6 +78,9 @@ class UNet3D(nn.Module):
     """3D U-Net mapping ``(noisy, condition)`` channels and a timestep to one output channel.
 
     Spatial sizes must be divisible by ``2 ** (len(channel_mult) - 1)``.
+    With ``spatial_dims=2`` every layer is 2D; such a network takes ``(B, C, H, W)``
+    or a 5D slab with exactly one spatial axis of length 1 (which it squeezes and
+    restores), so that 3D patch samplers and the sliding window feed it slices unchanged.
     """
 
     def __init__(
@@ -78,15 +92,18 @@ class UNet3D(nn.Module):
         num_res_blocks: int = 1,
         attention: bool = True,
         dropout: float = 0.0,
+        spatial_dims: int = 3,
     ) -> None:
         super().__init__()
+        conv = _conv(spatial_dims)
+        self.spatial_dims = spatial_dims
         self.base_channels = base_channels
         self.downsampling = 2 ** (len(channel_mult) - 1)
         time_dim = base_channels * 4
         self.time_mlp = nn.Sequential(
             nn.Linear(base_channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim)
         )
-        self.stem = nn.Conv3d(in_channels, base_channels, 3, padding=1)
+        self.stem = conv(in_channels, base_channels, 3, padding=1)
 
         widths = [base_channels * m for m in channel_mult]
         self.down_blocks = nn.ModuleList()
@@ -96,35 +113,43 @@ class UNet3D(nn.Module):
         for level, width in enumerate(widths):
             blocks = nn.ModuleList()
             for _ in range(num_res_blocks):
-                blocks.append(ResBlock(current, width, time_dim, dropout))
+                blocks.append(ResBlock(current, width, time_dim, dropout, spatial_dims))
                 current = width
             self.down_blocks.append(blocks)
             skip_widths.append(current)
             last = level == len(widths) - 1
-            self.downsamplers.append(nn.Identity() if last else nn.Conv3d(current, current, 3, stride=2, padding=1))
+            self.downsamplers.append(nn.Identity() if last else conv(current, current, 3, stride=2, padding=1))
 
-        self.mid_block1 = ResBlock(current, current, time_dim, dropout)
+        self.mid_block1 = ResBlock(current, current, time_dim, dropout, spatial_dims)
         self.mid_attention = AttentionBlock(current) if attention else nn.Identity()
-        self.mid_block2 = ResBlock(current, current, time_dim, dropout)
+        self.mid_block2 = ResBlock(current, current, time_dim, dropout, spatial_dims)
 
         self.up_blocks = nn.ModuleList()
         self.upsamplers = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             blocks = nn.ModuleList()
             for index in range(num_res_blocks):
-                blocks.append(ResBlock(current + (skip_widths[level] if index == 0 else 0), width, time_dim, dropout))
+                blocks.append(ResBlock(current + (skip_widths[level] if index == 0 else 0), width, time_dim,
+                                       dropout, spatial_dims))
                 current = width
             self.up_blocks.append(blocks)
-            self.upsamplers.append(nn.Identity() if level == 0 else nn.Conv3d(current, current, 3, padding=1))
+            self.upsamplers.append(nn.Identity() if level == 0 else conv(current, current, 3, padding=1))
 
         self.head = nn.Sequential(
-            nn.GroupNorm(_groups(current), current), nn.SiLU(), nn.Conv3d(current, out_channels, 3, padding=1)
+            nn.GroupNorm(_groups(current), current), nn.SiLU(), conv(current, out_channels, 3, padding=1)
         )
         # A zero-initialised output layer starts training from "no correction to the interpolation".
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.spatial_dims == 2 and x.ndim == 5:
+            flat = [axis for axis in (2, 3, 4) if x.shape[axis] == 1]
+            if not flat:
+                raise ValueError(f"a 2D U-Net needs a slab with one spatial axis of length 1, got {tuple(x.shape[2:])}")
+            return self.forward(x.squeeze(flat[0]), t).unsqueeze(flat[0])
+        if x.ndim != self.spatial_dims + 2:
+            raise ValueError(f"expected a {self.spatial_dims}D batch (B, C, ...), got shape {tuple(x.shape)}")
         if any(size % self.downsampling for size in x.shape[2:]):
             raise ValueError(f"spatial size {tuple(x.shape[2:])} is not divisible by {self.downsampling}")
         time_embedding = self.time_mlp(timestep_embedding(t, self.base_channels))
