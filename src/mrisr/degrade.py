@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import logging
+
 import numpy as np
 from scipy import ndimage
 
 from .io import load_volume, save_volume, voxel_sizes, write_json
+
+log = logging.getLogger(__name__)
 
 INTERPOLATION_ORDERS = {"nearest": 0, "trilinear": 1, "cubic": 3}
 
@@ -114,3 +118,4 @@ def make_pair(
         "lr_shape": list(lr_volume.shape), "lr_voxel_mm": voxel_sizes(lr_affine).tolist(),
         "order": order, "antialias": antialias, "noise_std": noise_std,
     }, grid_path)
+    log.info("HR %s -> LR %s (voxels %s mm)", hr_volume.shape, lr_volume.shape, voxel_sizes(lr_affine).round(3).tolist())

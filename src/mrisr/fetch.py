@@ -10,6 +10,7 @@ contrast changes; every raw file has a JSON sidecar saying where it came from.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,8 @@ import pandas as pd
 from scipy import ndimage
 
 from .io import MrisrError, atomic_path, load_volume, save_volume, voxel_sizes, write_json
+
+log = logging.getLogger(__name__)
 
 DERIVED = re.compile(r"^(?P<base>[a-z0-9]+?)def(?P<index>\d+)$")
 
@@ -99,6 +102,7 @@ def fetch_sample_subject(
                        description=f"derived from {base} by a seeded smooth deformation, bias field and gamma")
     save_volume(volume, image.affine, out_path, description=f"mrisr sample {subject}")
     write_json(sidecar, Path(out_path).with_name("T1w.json"))
+    log.info("%s: %s", subject, sidecar["description"])
     return sidecar
 
 
@@ -109,6 +113,7 @@ def import_scan(scan_path: str, out_path: str, **origin: object) -> dict:
     sidecar = {**origin, "file": str(Path(scan_path).resolve()), "derived": False, "shape": list(image.shape),
                "voxel_mm": voxel_sizes(image.affine).round(3).tolist()}
     write_json(sidecar, Path(out_path).with_name("T1w.json"))
+    log.info("imported %s: shape %s, voxels %s mm", scan_path, sidecar["shape"], sidecar["voxel_mm"])
     return sidecar
 
 
@@ -125,3 +130,4 @@ def write_split(split: dict[str, list[str]], sidecar_paths: list[str], out_path:
                          "description": sidecar.get("description", sidecar.get("file", ""))})
     with atomic_path(out_path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+    log.info("split: %s", {role: len(subjects) for role, subjects in split.items()})

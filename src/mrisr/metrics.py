@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from scipy.ndimage import laplace
@@ -18,6 +20,8 @@ def psnr(reference: np.ndarray, estimate: np.ndarray, mask: np.ndarray | None = 
     mse = float(error[mask].mean() if mask is not None else error.mean())
     return float("inf") if mse == 0 else float(10 * np.log10(data_range**2 / mse))
 
+
+log = logging.getLogger(__name__)
 
 SSIM_WINDOW = 7
 
@@ -101,6 +105,7 @@ def evaluate_subject(
     comparison_panel({"LR (nearest)": estimates["nearest"], "cubic spline": estimates["cubic"],
                       model_name: estimates[model_name], "HR": hr},
                      f"test subject {subject}", panel_path, error_of=model_name, uncertainty=sr_std)
+    log.info("%s: PSNR in brain %s", subject, ", ".join(f"{m} {v:.2f}" for m, v in zip(table["method"], table["psnr_brain"])))
     return table
 
 
@@ -109,6 +114,7 @@ def summarize(metric_paths: list[str], summary_path: str) -> pd.DataFrame:
     table = pd.concat([pd.read_csv(path) for path in metric_paths], ignore_index=True)
     with atomic_path(summary_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.5f")
+    log.info("%d rows from %d subject(s) -> %s", len(table), table["subject"].nunique(), summary_path)
     return table
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
 
 import jinja2
@@ -12,6 +13,8 @@ import yaml
 from .figures import metric_strip
 from .io import atomic_path, write_json
 from .metrics import method_summary
+
+log = logging.getLogger(__name__)
 
 METRIC_LABELS = {
     "psnr_brain": "PSNR brain (dB)", "ssim_brain": "SSIM brain",
@@ -93,3 +96,4 @@ def build_report(
     with atomic_path(html_path) as tmp:
         tmp.write_text(html)
     write_json({**provenance, "config": config}, provenance_path)
+    log.info("report of %d test subject(s) -> %s", len(per_subject), html_path)

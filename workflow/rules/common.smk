@@ -79,12 +79,30 @@ wildcard_constraints:
     subject="[A-Za-z0-9]+",
 
 
+def canonical(value):
+    """``value`` with dictionary keys sorted at every level.
+
+    Snakemake compares a rule's params by their text, so the order of keys in
+    a config file must not count as a change.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def settings(section):
+    """A config section as a rule's params."""
+    return canonical(config.get(section, {}))
+
+
 def source_settings(data):
     """The data source's own settings, minus the subject list: adding a subject refetches nothing."""
-    settings = dict(data.get(data["source"]) or {})
-    settings.pop("subjects", None)
-    settings.pop("derived_per_volume", None)
-    return settings
+    own = dict(data.get(data["source"]) or {})
+    own.pop("subjects", None)
+    own.pop("derived_per_volume", None)
+    return canonical(own)
 
 
 def pair_files(subjects):

@@ -27,7 +27,7 @@ rule write_split:
     log:
         "logs/write_split.log",
     params:
-        split=config["split"],
+        split=canonical(SPLIT),
     conda:
         "../../envs/preprocess.yaml"
     script:

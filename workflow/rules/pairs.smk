@@ -11,7 +11,7 @@ rule pairs:
     log:
         "logs/pairs/{subject}.log",
     params:
-        settings=config["pairs"],
+        settings=settings("pairs"),
         seed=config["seed"],
     threads: 1
     conda:

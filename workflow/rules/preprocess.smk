@@ -18,7 +18,7 @@ rule preprocess:
     log:
         "logs/preprocess/{subject}.log",
     params:
-        settings=config["preprocess"],
+        settings=settings("preprocess"),
         seed=config["seed"],
     threads: 1
     conda:

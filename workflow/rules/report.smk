@@ -21,7 +21,7 @@ rule report:
     log:
         "logs/report.log",
     params:
-        config=config,
+        config=canonical(config),
         test_subjects=TEST,
         subjects=SUBJECTS,
     conda:

@@ -12,7 +12,7 @@ rule super_resolve:
     log:
         f"logs/super_resolve/{MODEL}/{{subject}}.log",
     params:
-        sample=config["sample"],
+        sample=settings("sample"),
         seed=config["seed"],
     threads: 1
     resources:

@@ -22,9 +22,9 @@ rule train:
     params:
         train_subjects=TRAIN,
         val_subjects=VAL,
-        model=config["model"],
-        diffusion=config["diffusion"],
-        train=config["train"],
+        model=settings("model"),
+        diffusion=settings("diffusion"),
+        train=settings("train"),
         factor=config["pairs"]["factor"],
         seed=config["seed"],
         checkpoint=f"{RESULTS}/models/{MODEL}/checkpoint.pt",
