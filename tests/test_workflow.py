@@ -134,3 +134,56 @@ def test_corrupt_raw_scan_fails_with_the_file_name_and_keeps_other_results(tiny_
         assert (tiny_run / "results/models/diffusion/model.pt").exists()
     finally:
         raw.write_bytes(backup)
+
+
+def write_local_config(tmp_path, folder, **split) -> str:
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump({"data": {"source": "local", "local": {"path": str(folder)}},
+                                    "split": split or {"random": {"val": 1, "test": 1}}}))
+    return str(path)
+
+
+def bids_dataset(root, subjects, shape=(12, 12, 12)):
+    for subject in subjects:
+        anat = root / f"sub-{subject}" / "anat"
+        anat.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(np.ones(shape, np.float32), np.eye(4)), anat / f"sub-{subject}_T1w.nii.gz")
+    (root / "dataset_description.json").write_text('{"Name": "test", "BIDSVersion": "1.8.0"}')
+
+
+def test_local_bids_dataset_is_planned_with_a_seeded_split(tmp_path):
+    bids_dataset(tmp_path / "bids", ["01", "02", "03", "04"])
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = snakemake(workdir, "--configfile", write_local_config(tmp_path, tmp_path / "bids"), "--dry-run")
+    for subject in ("01", "02", "03", "04"):
+        assert f"results/raw/{subject}/T1w.nii.gz" in result.stdout
+
+
+@pytest.mark.parametrize("problem,expected", [
+    ("empty", "data.local: no scans"),
+    ("4d", "sub-02_T1w.nii.gz"),
+])
+def test_bad_local_data_stops_before_any_job(tmp_path, problem, expected):
+    bids_dataset(tmp_path / "bids", ["01"])
+    if problem == "empty":
+        shutil.rmtree(tmp_path / "bids" / "sub-01")
+    else:
+        bids_dataset(tmp_path / "other", ["02"], shape=(12, 12, 12, 3))
+        shutil.move(tmp_path / "other" / "sub-02", tmp_path / "bids" / "sub-02")
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = snakemake(workdir, "--configfile", write_local_config(tmp_path, tmp_path / "bids", train=["01"],
+                                                                   test=["02"]), "--dry-run", check=False)
+    assert result.returncode != 0
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_missing_skull_strip_tool_stops_before_any_job(tmp_path, monkeypatch):
+    if shutil.which("bet"):
+        pytest.skip("FSL bet is installed here")
+    config = tmp_path / "bet.yaml"
+    config.write_text(yaml.safe_dump({"preprocess": {"skull_strip": "bet"}}))
+    result = snakemake(tmp_path, "--configfile", str(TINY_CONFIG), str(config), "--dry-run", check=False)
+    assert result.returncode != 0 and "bet needs FSL" in result.stderr

@@ -55,6 +55,11 @@ def check_hcp_access(data, subjects):
 
 
 RESULTS = "results"
+# Config files given on the command line are merged key by key over config/config.yaml; a split
+# given there replaces the default split as a whole (mixing two splits makes no sense).
+USER_SPLIT = workflow.config_settings.overwrite_config.get("split")
+if USER_SPLIT:
+    config["split"] = USER_SPLIT
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
     AVAILABLE, LOCAL_FILES = source_subjects(config["data"])
