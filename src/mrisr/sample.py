@@ -20,7 +20,7 @@ import torch
 
 from .degrade import hr_grid_for, upsample
 from .diffusion import GaussianDiffusion
-from .io import load_volume, save_volume
+from .io import MrisrError, load_volume, save_volume, voxel_sizes
 from .model import UNet3D, resolve_device
 
 log = logging.getLogger(__name__)
@@ -145,26 +145,46 @@ def sample_volume(
     return stacked_samples.mean(axis=0).astype(np.float32), stacked_samples.std(axis=0).astype(np.float32)
 
 
+def check_voxel_size(lr_image, bundle: dict, path: str) -> None:
+    """Refuse an input whose voxels do not fit the model's factor (say, an HR scan given as LR)."""
+    expected_mm = np.asarray(bundle["hr_voxel_mm"]) * np.asarray(bundle["factor"])
+    input_mm = voxel_sizes(lr_image.affine)
+    if np.any(np.abs(input_mm / expected_mm - 1) > 0.25):
+        raise MrisrError(
+            f"{path}: voxel size {input_mm.round(2).tolist()} mm, but this model turns "
+            f"{expected_mm.round(2).tolist()} mm scans into {np.round(bundle['hr_voxel_mm'], 2).tolist()} mm "
+            f"(factor {bundle['factor']}); use a model trained for this factor, or skip this check")
+
+
 def super_resolve_file(
     lr_path: str, model_path: str, sr_path: str, std_path: str | None, settings: dict, seed: int,
-    grid_path: str | None = None,
+    grid_path: str | None = None, normalize: bool = False, voxel_size_check: bool = False,
 ) -> None:
-    """The ``super_resolve`` stage: LR NIfTI in, SR mean (and sd) NIfTI out on the HR grid.
+    """Super-resolve an LR NIfTI into an SR mean (and sd) NIfTI on the HR grid.
 
     The HR grid comes from the pair's ``pair.json`` when given, else from the
-    LR grid and the model's factor.
+    LR grid and the model's factor, in the input's own orientation.
+    ``normalize`` applies the training normalisation (white-matter peak to
+    0.75) to an arbitrary scan and writes the result in the input's units.
     """
+    from .preprocess import WHITE_MATTER_LEVEL, white_matter_peak
+
     lr_image = load_volume(lr_path)
     device = resolve_device(settings.get("device", "auto"))
     network, diffusion, bundle = load_model(model_path, device)
+    if voxel_size_check:
+        check_voxel_size(lr_image, bundle, lr_path)
     if grid_path:
         grid = json.loads(Path(grid_path).read_text())
         hr_shape, hr_affine = tuple(grid["hr_shape"]), np.asarray(grid["hr_affine"])
     else:
         hr_shape, hr_affine = hr_grid_for(lr_image.affine, lr_image.shape, bundle["factor"])
-    options = {k: v for k, v in settings.items() if k != "device"}
-    mean, std = sample_volume(condition_from_lr(lr_image.get_fdata(dtype=np.float32), hr_shape),
+    volume = lr_image.get_fdata(dtype=np.float32)
+    scale = white_matter_peak(volume[volume > 0]) / WHITE_MATTER_LEVEL if normalize else 1.0
+    options = {"patch_size": bundle["patch_size"], **{k: v for k, v in settings.items() if k != "device"}}
+    mean, std = sample_volume(condition_from_lr(np.clip(volume / scale, 0, 1), hr_shape),
                               network, diffusion, bundle["residual_scale"], seed=seed, device=device, **options)
-    save_volume(mean, hr_affine, sr_path, description="mrisr SR (mean of samples)")
+    save_volume(mean * scale, hr_affine, sr_path, description="mrisr SR (mean of samples)")
     if std_path:
-        save_volume(std, hr_affine, std_path, description="mrisr SR sample sd")
+        save_volume(std * scale, hr_affine, std_path, description="mrisr SR sample sd")
+    log.info("%s -> %s: %s voxels of %s mm", lr_path, sr_path, hr_shape, voxel_sizes(hr_affine).round(3).tolist())
