@@ -1,4 +1,6 @@
 """Training resumes exactly from a checkpoint after an interruption (preemption, time limit)."""
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -30,13 +32,13 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = training.sample_patches
 
-    def preempted_after_five_steps(*args, **kwargs):
+    def killed_during_step_five(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 6:
+        if calls["n"] == 6:  # call 1 draws the fixed validation patches
             raise KeyboardInterrupt("SIGTERM from the scheduler")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "sample_patches", preempted_after_five_steps)
+    monkeypatch.setattr(training, "sample_patches", killed_during_step_five)
     with pytest.raises(KeyboardInterrupt):
         train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
     assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 4
@@ -64,3 +66,27 @@ def test_training_reduces_the_loss_on_a_learnable_problem(tmp_path):
     _, rows = train(pairs, pairs, MODEL, DIFFUSION, settings, tmp_path / "d.pt", "d")
     predict_zero = np.mean([np.mean(pair.target[pair.mask] ** 2) for pair in pairs])  # the untrained model
     assert rows[-1]["val_loss"] < 0.6 * predict_zero
+
+
+def test_sigterm_checkpoints_the_current_step_and_a_rerun_finishes_identically(tmp_path, monkeypatch):
+    pairs = [synthetic_pair(0), synthetic_pair(1)]
+    reference, reference_rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "a.pt", "d")
+
+    calls = {"n": 0}
+    original = training.sample_patches
+
+    def terminated_during_step_five(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # call 1 draws the fixed validation patches
+            signal.raise_signal(signal.SIGTERM)  # what Slurm sends before a time limit
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "sample_patches", terminated_during_step_five)
+    with pytest.raises(SystemExit, match="stopped by SIGTERM at step 5"):
+        train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 5  # not the periodic one at 4
+    monkeypatch.setattr(training, "sample_patches", original)
+    resumed, rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, msg=name)
+    assert [row["loss"] for row in rows] == pytest.approx([row["loss"] for row in reference_rows])

@@ -19,10 +19,12 @@ import hashlib
 import json
 import logging
 import math
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -142,7 +144,7 @@ def train(
     diffusion = GaussianDiffusion(**diffusion_settings)
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     rows: list[dict] = []
-    start = 0
+    start, running_loss, running_count = 0, 0.0, 0
 
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
@@ -152,7 +154,7 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             rng.bit_generator.state = state["numpy_rng"]
             torch.set_rng_state(state["torch_rng"])
-            rows, start = state["rows"], state["step"]
+            rows, start, (running_loss, running_count) = state["rows"], state["step"], state["running"]
             log.info("resuming from %s at step %d", checkpoint_path, start)
         else:
             log.info("ignoring %s: it belongs to other settings", checkpoint_path)
@@ -160,49 +162,66 @@ def train(
     validation = _validation_batch(val_pairs or train_pairs, settings, diffusion.timesteps)
     use_amp = device.type == "cuda"
     started = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
-    running_loss, running_count, window_start = 0.0, 0, time.perf_counter()
-    for step in range(start, settings.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(step, settings)
-        target, condition = (x.to(device) for x in sample_patches(
-            train_pairs, settings.batch_size, settings.patch_size, settings.foreground_fraction, rng))
-        if step < settings.warm_start_steps:
-            t = torch.full((settings.batch_size,), diffusion.timesteps - 1, device=device)
-        else:
-            t = torch.randint(0, diffusion.timesteps, (settings.batch_size,), device=device)
-        noise = torch.randn_like(target)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = diffusion_loss(network, diffusion, target, condition, t, noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-        optimizer.step()
-        decay = min(settings.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for ema_param, param in zip(ema.parameters(), network.parameters()):
-                ema_param.lerp_(param, 1 - decay)
-        running_loss += loss.item()
-        running_count += 1
+    window_start = time.perf_counter()
+    with sigterm_requests() as stop_requested:
+        for step in range(start, settings.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(step, settings)
+            target, condition = (x.to(device) for x in sample_patches(
+                train_pairs, settings.batch_size, settings.patch_size, settings.foreground_fraction, rng))
+            if step < settings.warm_start_steps:
+                t = torch.full((settings.batch_size,), diffusion.timesteps - 1, device=device)
+            else:
+                t = torch.randint(0, diffusion.timesteps, (settings.batch_size,), device=device)
+            noise = torch.randn_like(target)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = diffusion_loss(network, diffusion, target, condition, t, noise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            optimizer.step()
+            decay = min(settings.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for ema_param, param in zip(ema.parameters(), network.parameters()):
+                    ema_param.lerp_(param, 1 - decay)
+            running_loss += loss.item()
+            running_count += 1
 
-        done = step + 1
-        if done % settings.log_every == 0 or done == settings.steps:
-            val_loss = ""
-            if done % settings.val_every == 0 or done == settings.steps:
-                val_loss = _validation_loss(ema, diffusion, validation, device)
-            rows.append({
-                "step": done,
-                "loss": running_loss / running_count,
-                "val_loss": val_loss,
-                "learning_rate": optimizer.param_groups[0]["lr"],
-                "seconds": round(time.perf_counter() - started, 2),
-            })
-            log.info("step %d/%d  loss %.4f  val %s  lr %.2e  %.2f it/s", done, settings.steps,
-                     rows[-1]["loss"], f"{val_loss:.4f}" if val_loss != "" else "-",
-                     rows[-1]["learning_rate"], running_count / (time.perf_counter() - window_start))
-            running_loss, running_count, window_start = 0.0, 0, time.perf_counter()
-        if done % settings.checkpoint_every == 0 and done < settings.steps:
-            _save_checkpoint(checkpoint_path, network, ema, optimizer, rng, rows, done, digest)
+            done = step + 1
+            if done % settings.log_every == 0 or done == settings.steps:
+                val_loss = ""
+                if done % settings.val_every == 0 or done == settings.steps:
+                    val_loss = _validation_loss(ema, diffusion, validation, device)
+                rows.append({
+                    "step": done,
+                    "loss": running_loss / running_count,
+                    "val_loss": val_loss,
+                    "learning_rate": optimizer.param_groups[0]["lr"],
+                    "seconds": round(time.perf_counter() - started, 2),
+                })
+                log.info("step %d/%d  loss %.4f  val %s  lr %.2e  %.2f it/s", done, settings.steps,
+                         rows[-1]["loss"], f"{val_loss:.4f}" if val_loss != "" else "-",
+                         rows[-1]["learning_rate"], running_count / (time.perf_counter() - window_start))
+                running_loss, running_count, window_start = 0.0, 0, time.perf_counter()
+            if done % settings.checkpoint_every == 0 and done < settings.steps:
+                _save_checkpoint(checkpoint_path, network, ema, optimizer, rng, rows, done, digest,
+                                 (running_loss, running_count))
+            if stop_requested:
+                _save_checkpoint(checkpoint_path, network, ema, optimizer, rng, rows, done, digest,
+                                 (running_loss, running_count))
+                raise SystemExit(f"stopped by SIGTERM at step {done}; a rerun resumes from {checkpoint_path}")
     return ema, rows
+
+
+@contextmanager
+def sigterm_requests() -> Iterator[list[int]]:
+    """Record SIGTERM instead of dying at once: Slurm sends it before a time limit or preemption kills a job."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _validation_batch(pairs: list[Pair], settings: TrainSettings, timesteps: int, size: int = 8):
@@ -220,11 +239,11 @@ def _validation_loss(network: UNet3D, diffusion: GaussianDiffusion, batch, devic
     return float(diffusion_loss(network, diffusion, target, condition, t, noise))
 
 
-def _save_checkpoint(path: Path, network, ema, optimizer, rng, rows, step, digest) -> None:
+def _save_checkpoint(path: Path, network, ema, optimizer, rng, rows, step, digest, running) -> None:
     state = {
         "network": network.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
         "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-        "rows": rows, "step": step, "digest": digest,
+        "rows": rows, "step": step, "digest": digest, "running": running,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
