@@ -64,9 +64,10 @@ def test_parameterisations_invert_exactly(prediction):
     torch.testing.assert_close(eps_hat, noise, atol=1e-3, rtol=1e-3)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "seed"])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_ddim_with_an_oracle_denoiser_returns_the_target(eta):
-    diffusion = GaussianDiffusion("cosine", 1000, prediction="x0")
+def test_ddim_with_an_oracle_denoiser_returns_the_target(eta, schedule):
+    diffusion = GaussianDiffusion(schedule, 1000, prediction="x0")
     target = torch.linspace(-1, 1, 64).reshape(1, 1, 4, 4, 4)
     result = diffusion.ddim_sample(lambda x_t, t: target, target.shape, steps=10, eta=eta,
                                    generator=torch.Generator().manual_seed(0))

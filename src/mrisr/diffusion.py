@@ -49,12 +49,18 @@ def cosine_alpha_bar(timesteps: int, offset: float = 0.008, max_beta: float = 0.
 
 
 def make_alpha_bar(schedule: Schedule, timesteps: int) -> np.ndarray:
-    """``alpha_bar`` for ``t = 1..T`` (float64) under the named schedule."""
+    """``alpha_bar`` for ``t = 1..T`` (float64) under the named schedule, floored at 1e-12.
+
+    The seed schedule's product underflows to exactly 0 after a few hundred
+    steps; the floor keeps the samplers' ratios finite (1e-12 is pure noise all the same).
+    """
     if schedule == "seed":
-        return np.cumprod(seed_alphas(timesteps))
-    if schedule == "cosine":
-        return cosine_alpha_bar(timesteps)
-    raise ValueError(f"unknown schedule {schedule!r}; use 'cosine' or 'seed'")
+        alpha_bar = np.cumprod(seed_alphas(timesteps))
+    elif schedule == "cosine":
+        alpha_bar = cosine_alpha_bar(timesteps)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; use 'cosine' or 'seed'")
+    return np.maximum(alpha_bar, 1e-12)
 
 
 def posterior_mean_coefficients(alpha_bar: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,7 +164,7 @@ class GaussianDiffusion:
                 break
             alpha_bar = float(self.alpha_bar[t])
             alpha_bar_next = float(self.alpha_bar[schedule[index + 1]])
-            sigma = eta * math.sqrt((1 - alpha_bar_next) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_next))
+            sigma = eta * math.sqrt(max((1 - alpha_bar_next) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_next), 0))
             direction = math.sqrt(max(1 - alpha_bar_next - sigma**2, 0.0)) * self.noise_std * eps
             x_t = math.sqrt(alpha_bar_next) * x0 + direction
             if sigma > 0:
