@@ -250,7 +250,7 @@ def preprocess_to_files(
     template = load_template(settings.get("spacing", 1.0), settings.get("crop_shape"),
                              settings.get("shape_multiple", 16), settings.get("template"))
     template_seconds = time.perf_counter() - started
-    with tempfile.TemporaryDirectory(dir=Path(out_brain).parent) as work_dir:
+    with tempfile.TemporaryDirectory(dir=Path(out_brain).parent.resolve()) as work_dir:
         result = preprocess_subject(
             raw_path, template,
             registration=settings.get("registration", "affine"),

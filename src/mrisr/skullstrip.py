@@ -83,7 +83,7 @@ def brain_mask(image: nib.Nifti1Image, method: str, work_dir: str | Path, seed: 
         return nonzero_mask(np.asarray(image.dataobj))
 
     Path(work_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"skullstrip_{method}_", dir=work_dir) as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"skullstrip_{method}_", dir=Path(work_dir).resolve()) as scratch:
         scratch = Path(scratch)
         head = scratch / "head.nii.gz"
         nib.save(nib.Nifti1Image(np.asarray(image.dataobj, dtype=np.float32), image.affine), head)
