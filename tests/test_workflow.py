@@ -187,3 +187,8 @@ def test_missing_skull_strip_tool_stops_before_any_job(tmp_path, monkeypatch):
     config.write_text(yaml.safe_dump({"preprocess": {"skull_strip": "bet"}}))
     result = snakemake(tmp_path, "--configfile", str(TINY_CONFIG), str(config), "--dry-run", check=False)
     assert result.returncode != 0 and "bet needs FSL" in result.stderr
+
+
+def test_workflow_passes_snakemake_lint(tmp_path):
+    result = snakemake(tmp_path, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr

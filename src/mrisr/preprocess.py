@@ -1,4 +1,4 @@
-"""Preprocessing a T1w scan into template space: bias correction, registration, skull stripping, normalisation.
+"""Preprocessing a T1w scan: bias correction, registration, skull stripping, normalisation, crop.
 
 Bias field and registration are *estimated* at a coarse working spacing (2 mm
 by default) and *applied* at full resolution: both are smooth, so nothing is

@@ -8,6 +8,11 @@ import sys
 from typing import Any, Callable
 
 
+def expose_package(source_dir: str) -> None:
+    """Put ``source_dir`` on the PYTHONPATH that rule scripts (and Slurm jobs) inherit."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [source_dir, os.environ.get("PYTHONPATH")]))
+
+
 def run_rule(snakemake: Any, main: Callable[[Any], None]) -> None:
     """Run ``main(snakemake)`` with logging to the rule's log file and stderr.
 

@@ -1,14 +1,14 @@
 # Shared by every stage: config validation, the subject list and split, path helpers.
-import os
 import sys
 
 # Rule scripts import the mrisr package from this checkout, installed or not (e.g. in --sdm conda envs).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [f"{workflow.basedir}/src", os.environ.get("PYTHONPATH")])
-)
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from pathlib import Path
+
+from mrisr.workflow import expose_package
+
+expose_package(f"{workflow.basedir}/src")
 
 from mrisr.config import check_subjects, validate_config
 from mrisr.fetch import sample_subjects
