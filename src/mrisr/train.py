@@ -296,6 +296,7 @@ def run_training(
         "factor": np.broadcast_to(np.asarray(factor, float), (3,)).tolist(),
         "hr_voxel_mm": voxel_sizes(load_volume(next(iter(train_subjects.values()))["hr"]).affine).tolist(),
         "patch_size": list(settings.patch_size),
+        "train": asdict(settings),
         "train_subjects": sorted(train_subjects),
         "provenance": provenance,
     }
