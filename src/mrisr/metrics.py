@@ -123,10 +123,8 @@ def method_summary(table: pd.DataFrame, baseline: str = "cubic") -> pd.DataFrame
     metrics = ["psnr_brain", "ssim_brain", "psnr_whole", "ssim_whole", "hf_error_brain"]
     grouped = table.groupby("method", sort=False)[metrics]
     summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_sd"))
-    reference = table[table["method"] == baseline].set_index("subject")[metrics]
     for metric in ("psnr_brain", "ssim_brain"):
-        difference = table.set_index("subject").groupby("method", sort=False)[metric].apply(
-            lambda values: float((values - reference[metric].reindex(values.index)).mean()))
-        summary[f"{metric}_vs_{baseline}"] = difference
+        by_subject = table.pivot(index="subject", columns="method", values=metric)
+        summary[f"{metric}_vs_{baseline}"] = by_subject.sub(by_subject[baseline], axis=0).mean()
     summary["n_subjects"] = table.groupby("method", sort=False)["subject"].nunique()
     return summary.reset_index()

@@ -52,7 +52,7 @@ def crop_box(mask: np.ndarray, crop_shape: Sequence[int] | None, multiple: int) 
     indices = np.argwhere(mask)
     low, high = indices.min(axis=0), indices.max(axis=0) + 1
     if crop_shape is None:
-        crop_shape = [int(np.ceil((h - l) / multiple) * multiple) for l, h in zip(low, high)]
+        crop_shape = [int(np.ceil((top - bottom) / multiple) * multiple) for bottom, top in zip(low, high)]
     centre = (low + high) // 2
     return tuple(slice(int(c - s // 2), int(c - s // 2 + s)) for c, s in zip(centre, crop_shape))
 
