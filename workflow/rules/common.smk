@@ -76,7 +76,6 @@ except MrisrError as error:
     fail(error)
 
 MODEL = "diffusion"
-RESULTS = "results"
 GPUS = 1 if config.get("use_gpu", True) else 0
 
 
