@@ -8,6 +8,7 @@ lost, and it is about ten times faster than estimating them at 1 mm.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -208,9 +209,12 @@ def preprocess_subject(
         raise MrisrError(f"preprocess.registration: unknown {registration!r}; use one of {sorted(REGISTRATIONS)}")
     # With a brain mask in hand, register the brain alone: the template has no skull.
     source = moving if native_mask is None else moving * moving.new_image_like(native_mask * 1.0)
+    # antspyx ignores a random_seed argument; ANTs reads its sampling seed from the environment.
+    # With it (and one ITK thread, see mrisr.workflow) the registration is repeatable.
+    os.environ["ANTS_RANDOM_SEED"] = str(seed)
     result = ants.registration(
         fixed=_at_spacing(template.image, working_spacing), moving=_at_spacing(source, working_spacing),
-        type_of_transform=REGISTRATIONS[registration], random_seed=seed,
+        type_of_transform=REGISTRATIONS[registration],
     )
     lap("registration")
 
