@@ -42,3 +42,16 @@ def test_bad_config_gets_one_line_naming_the_key(config, edit, expected):
 def test_split_must_name_existing_subjects():
     with pytest.raises(MrisrError, match=r"split\.test: unknown subject\(s\) sub99"):
         check_subjects({"train": ["a"], "test": ["sub99"]}, ["a", "b"])
+
+
+def merged(base: dict, override: dict) -> dict:
+    """Merge as Snakemake merges a --configfile over the defaults (a split replaces the split)."""
+    result = dict(base)
+    for key, value in override.items():
+        nested = isinstance(value, dict) and isinstance(result.get(key), dict) and key != "split"
+        result[key] = merged(result[key], value) if nested else value
+    return result
+
+
+def test_hcp_config_is_valid(config):
+    validate_config(merged(config, yaml.safe_load((ROOT / "config" / "hcp.yaml").read_text())), SCHEMA)
