@@ -10,7 +10,9 @@ from typing import Any, Callable
 
 def expose_package(source_dir: str) -> None:
     """Put ``source_dir`` on the PYTHONPATH that rule scripts (and Slurm jobs) inherit."""
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [source_dir, os.environ.get("PYTHONPATH")]))
+    entries = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if source_dir not in entries:
+        os.environ["PYTHONPATH"] = os.pathsep.join([source_dir, *entries])
 
 
 def run_rule(snakemake: Any, main: Callable[[Any], None]) -> None:
