@@ -25,23 +25,36 @@ SETTINGS = TrainSettings(steps=8, batch_size=2, patch_size=(16, 16, 16), warm_st
                          checkpoint_every=4, log_every=2, val_every=4, seed=3, device="cpu")
 
 
-def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch):
+def kill_kinds():
+    def raise_interrupt():
+        raise KeyboardInterrupt("the job was killed")
+
+    def send_sigterm():
+        signal.raise_signal(signal.SIGTERM)  # what Slurm sends before a time limit or preemption
+
+    # (what happens during step 5, what train() then raises, the step the checkpoint holds)
+    return [(raise_interrupt, KeyboardInterrupt, 4), (send_sigterm, SystemExit, 5)]
+
+
+@pytest.mark.parametrize("interrupt,raised,checkpoint_step", kill_kinds(), ids=["killed", "sigterm"])
+def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch, interrupt, raised, checkpoint_step):
     pairs = [synthetic_pair(0), synthetic_pair(1)]
     reference, reference_rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "a.pt", "d")
 
     calls = {"n": 0}
     original = training.sample_patches
 
-    def killed_during_step_five(*args, **kwargs):
+    def interrupted_during_step_five(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 6:  # call 1 draws the fixed validation patches
-            raise KeyboardInterrupt("SIGTERM from the scheduler")
+            interrupt()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "sample_patches", killed_during_step_five)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(training, "sample_patches", interrupted_during_step_five)
+    with pytest.raises(raised):
         train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 4
+    # A kill loses the steps since the periodic checkpoint (4); SIGTERM checkpoints the step it finished.
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == checkpoint_step
     monkeypatch.setattr(training, "sample_patches", original)
     resumed, rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
 
@@ -66,27 +79,3 @@ def test_training_reduces_the_loss_on_a_learnable_problem(tmp_path):
     _, rows = train(pairs, pairs, MODEL, DIFFUSION, settings, tmp_path / "d.pt", "d")
     predict_zero = np.mean([np.mean(pair.target[pair.mask] ** 2) for pair in pairs])  # the untrained model
     assert rows[-1]["val_loss"] < 0.6 * predict_zero
-
-
-def test_sigterm_checkpoints_the_current_step_and_a_rerun_finishes_identically(tmp_path, monkeypatch):
-    pairs = [synthetic_pair(0), synthetic_pair(1)]
-    reference, reference_rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "a.pt", "d")
-
-    calls = {"n": 0}
-    original = training.sample_patches
-
-    def terminated_during_step_five(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:  # call 1 draws the fixed validation patches
-            signal.raise_signal(signal.SIGTERM)  # what Slurm sends before a time limit
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "sample_patches", terminated_during_step_five)
-    with pytest.raises(SystemExit, match="stopped by SIGTERM at step 5"):
-        train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 5  # not the periodic one at 4
-    monkeypatch.setattr(training, "sample_patches", original)
-    resumed, rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d")
-    for name, tensor in reference.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[name], tensor, msg=name)
-    assert [row["loss"] for row in rows] == pytest.approx([row["loss"] for row in reference_rows])
