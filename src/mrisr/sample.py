@@ -167,8 +167,6 @@ def super_resolve_file(
     ``normalize`` applies the training normalisation (white-matter peak to
     0.75) to an arbitrary scan and writes the result in the input's units.
     """
-    from .preprocess import WHITE_MATTER_LEVEL, white_matter_peak
-
     lr_image = load_volume(lr_path)
     device = resolve_device(settings.get("device", "auto"))
     network, diffusion, bundle = load_model(model_path, device)
@@ -180,7 +178,11 @@ def super_resolve_file(
     else:
         hr_shape, hr_affine = hr_grid_for(lr_image.affine, lr_image.shape, bundle["factor"])
     volume = lr_image.get_fdata(dtype=np.float32)
-    scale = white_matter_peak(volume[volume > 0]) / WHITE_MATTER_LEVEL if normalize else 1.0
+    scale = 1.0
+    if normalize:  # preprocess imports ANTs: only the command line needs it
+        from .preprocess import WHITE_MATTER_LEVEL, white_matter_peak
+
+        scale = white_matter_peak(volume[volume > 0]) / WHITE_MATTER_LEVEL
     options = {"patch_size": bundle["patch_size"], **{k: v for k, v in settings.items() if k != "device"}}
     mean, std = sample_volume(condition_from_lr(np.clip(volume / scale, 0, 1), hr_shape),
                               network, diffusion, bundle["residual_scale"], seed=seed, device=device, **options)

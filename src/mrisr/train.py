@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -203,12 +204,10 @@ def train(
                          rows[-1]["loss"], f"{val_loss:.4f}" if val_loss != "" else "-",
                          rows[-1]["learning_rate"], running_count / (time.perf_counter() - window_start))
                 running_loss, running_count, window_start = 0.0, 0, time.perf_counter()
-            if done % settings.checkpoint_every == 0 and done < settings.steps:
+            if stop_requested or (done % settings.checkpoint_every == 0 and done < settings.steps):
                 _save_checkpoint(checkpoint_path, network, ema, optimizer, rng, rows, done, digest,
                                  (running_loss, running_count))
             if stop_requested:
-                _save_checkpoint(checkpoint_path, network, ema, optimizer, rng, rows, done, digest,
-                                 (running_loss, running_count))
                 raise SystemExit(f"stopped by SIGTERM at step {done}; a rerun resumes from {checkpoint_path}")
     return ema, rows
 
@@ -294,7 +293,8 @@ def run_training(
         "diffusion": diffusion_args,
         "residual_scale": residual_scale,
         "factor": np.broadcast_to(np.asarray(factor, float), (3,)).tolist(),
-        "hr_voxel_mm": voxel_sizes(load_volume(next(iter(train_subjects.values()))["hr"]).affine).tolist(),
+        # The header is enough: load_pair already read the data.
+        "hr_voxel_mm": voxel_sizes(nib.load(next(iter(train_subjects.values()))["hr"]).affine).tolist(),
         "patch_size": list(settings.patch_size),
         "train": asdict(settings),
         "train_subjects": sorted(train_subjects),
