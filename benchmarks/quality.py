@@ -30,7 +30,7 @@ from mrisr.metrics import evaluate_volume, method_summary
 from mrisr.model import UNet3D, resolve_device
 from mrisr.provenance import provenance
 from mrisr.sample import condition_from_lr, sample_volume, sliding_window
-from mrisr.train import TrainSettings, load_pair, train
+from mrisr.train import TrainSettings, load_pairs, train
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = {"config": REPO / "tests/data/tiny.yaml", "ddim_steps": "2,3", "samples": "2"}
@@ -101,7 +101,8 @@ def train_model(pairs: tuple, config: dict, budget: argparse.Namespace, steps: i
     checkpoint = budget.workdir / "no_checkpoint.pt"  # never written (checkpoint_every > steps): nothing to resume
     checkpoint.unlink(missing_ok=True)
     model = {**config["model"], "spatial_dims": spatial_dims}
-    network, _ = train(*pairs, model, diffusion_args(config), settings, checkpoint, "benchmark")
+    network, _ = train(*pairs, model, diffusion_args(config), settings, checkpoint, "benchmark",
+                       residual_target=config["diffusion"]["residual_scale"] > 0)
     return network.eval()
 
 
@@ -170,11 +171,18 @@ def run(args: argparse.Namespace) -> dict:
     files = lambda s: (str(results / "pairs" / s / "hr.nii.gz"), str(results / "pairs" / s / "lr.nii.gz"),
                        str(results / "preproc" / s / "brain_mask.nii.gz"))
     x4 = make_x4_pairs(args.workdir, split["train"] + split["val"] + split["test"], config)
-    load = lambda names, hr, lr, mask: [load_pair(s, x4[s][hr], x4[s][lr], x4[s][mask], scale) for s in names]
-    parts = (split["train"], split["val"])
-    pairs_2x = tuple([load_pair(s, *files(s), scale) for s in names] for names in parts)
-    pairs_f = tuple(load(names, "lr_f", "lr_ff", "mask_lr_f") for names in parts)  # LR f*f -> LR f
-    pairs_ff = tuple([load_pair(s, x4[s]["hr"], x4[s]["lr_ff"], files(s)[2], scale) for s in names] for names in parts)
+
+    def pairs_of(paths, factor) -> tuple[list, list]:
+        """(train, val) pairs; the training ones get the config's blurred copies, as in the workflow."""
+        degradation, sharpness = {**config["pairs"], "factor": factor}, config["train"].get("sharpness_augment", [])
+        return (load_pairs({s: paths(s) for s in split["train"]}, scale, sharpness, degradation, seed),
+                load_pairs({s: paths(s) for s in split["val"]}, scale))
+
+    factor = as_factors(config["pairs"]["factor"])
+    pairs_2x = pairs_of(lambda s: dict(zip(("hr", "lr", "mask"), files(s))), factor)
+    pairs_f = pairs_of(lambda s: {"hr": x4[s]["lr_f"], "lr": x4[s]["lr_ff"], "mask": x4[s]["mask_lr_f"]},
+                       factor)  # LR f*f -> LR f
+    pairs_ff = pairs_of(lambda s: {"hr": x4[s]["hr"], "lr": x4[s]["lr_ff"], "mask": files(s)[2]}, factor**2)
 
     info: dict[str, dict] = {}
 

@@ -13,7 +13,7 @@ def main(snakemake):
     run_training(
         pairs(params.train_subjects), pairs(params.val_subjects),
         model_settings=params.model, diffusion_settings=params.diffusion,
-        train_settings={"seed": params.seed, **params.train}, factor=params.factor,
+        train_settings={"seed": params.seed, **params.train}, degradation=params.degradation,
         model_path=output.model, log_path=output.log_csv, curves_path=output.curves,
         validation_path=output.validation, checkpoint_path=params.checkpoint,
         provenance=provenance(snakemake.scriptdir),

@@ -53,3 +53,18 @@ def test_test_subjects_never_reach_training(smoke_benchmark):
 def test_record_names_the_budget_and_machine(smoke_benchmark):
     assert smoke_benchmark["budget"]["steps"] == smoke_benchmark["config"]["train"]["steps"]
     assert smoke_benchmark["machine"]["cpu_count"] >= 1 and smoke_benchmark["provenance"]["versions"]["torch"]
+
+
+def test_augmentation_ablation_scores_held_out_subjects_against_cubic(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "augmentation.py"), "--config",
+                             str(REPO / "tests/data/tiny.yaml"), "--steps", "2", "--variants", "sharpness,oracle",
+                             "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    record = json.loads((tmp_path / "augmentation.json").read_text())
+    test_subjects = record["split"]["test"]
+    assert {(row["variant"], row["subject"]) for row in record["rows"]} == {
+        (variant, subject) for variant in ("sharpness", "oracle") for subject in test_subjects}
+    trained_on = {row["variant"]: row["trained_on"].split("+") for row in record["rows"]}
+    assert not set(trained_on["sharpness"]) & set(test_subjects)
+    assert trained_on["oracle"] == test_subjects[:1]
+    assert all(math.isfinite(row["psnr_brain"]) and math.isfinite(row["psnr_brain_cubic"]) for row in record["rows"])

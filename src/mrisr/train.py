@@ -9,6 +9,12 @@ The first ``warm_start_steps`` steps train only at the last timestep, where
 ``x_t`` is pure noise and predicting ``x0`` is plain regression of the
 residual over the interpolated LR: "predict, then refine". The remaining
 steps train over all timesteps.
+
+Two augmentations keep the model from learning the training scans' own
+sharpness and intensity scale (the sample data's training brains are all the
+MNI152 template): extra copies of every training subject with a blurred HR
+and an LR simulated from it (``sharpness_augment``), and a random intensity
+scale per patch (``intensity_augment``). docs/decisions.md has the evidence.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
+from scipy import ndimage
 from torch.nn import functional as F
 
+from .degrade import degrade
 from .diffusion import GaussianDiffusion
-from .io import atomic_path, load_volume, voxel_sizes
 from .figures import comparison_panel, training_curves
+from .io import atomic_path, load_volume, voxel_sizes
 from .model import UNet3D, resolve_device
 from .sample import condition_from_lr, sample_volume
 
@@ -55,6 +63,8 @@ class TrainSettings:
     warmup_steps: int = 50
     ema_decay: float = 0.999
     warm_start_steps: int = 0
+    sharpness_augment: Sequence[float] = ()
+    intensity_augment: float = 0.0
     foreground_fraction: float = 0.9
     checkpoint_every: int = 100
     log_every: int = 25
@@ -73,14 +83,53 @@ class Pair:
     mask: np.ndarray
 
 
-def load_pair(subject: str, hr_path: str, lr_path: str, mask_path: str, residual_scale: float) -> Pair:
-    """Load an HR/LR pair; the target is the scaled residual over the cubic interpolation (or the image in [-1, 1])."""
-    hr = load_volume(hr_path).get_fdata(dtype=np.float32)
-    lr = load_volume(lr_path).get_fdata(dtype=np.float32)
-    mask = load_volume(mask_path).get_fdata(dtype=np.float32) > 0.5
+def read_pair(paths: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HR, LR and brain mask arrays from a dict of their ``hr``, ``lr`` and ``mask`` paths."""
+    hr = load_volume(paths["hr"]).get_fdata(dtype=np.float32)
+    lr = load_volume(paths["lr"]).get_fdata(dtype=np.float32)
+    return hr, lr, load_volume(paths["mask"]).get_fdata(dtype=np.float32) > 0.5
+
+
+def load_pairs(
+    subjects: dict[str, dict[str, str]], residual_scale: float,
+    sharpness_augment: Sequence[float] = (), degradation: dict | None = None, seed: int = 0,
+) -> list[Pair]:
+    """Pairs of ``subjects`` (ID -> ``hr``/``lr``/``mask`` paths), each followed by its blurred copies."""
+    pairs = []
+    for subject, paths in subjects.items():
+        hr, lr, mask = read_pair(paths)
+        pairs.append(make_pair(subject, hr, lr, mask, residual_scale))
+        if sharpness_augment:
+            pairs += blurred_copies(hr, mask, subject, sharpness_augment, degradation, residual_scale, seed)
+    return pairs
+
+
+def make_pair(subject: str, hr: np.ndarray, lr: np.ndarray, mask: np.ndarray, residual_scale: float) -> Pair:
+    """The network's view of a pair: the target is the scaled residual over the cubic interpolation
+    (or the image in [-1, 1]), the condition the interpolation in [-1, 1]."""
     condition = condition_from_lr(lr, hr.shape)
     target = (hr - condition) * residual_scale if residual_scale > 0 else hr * 2 - 1
     return Pair(subject, target.astype(np.float32), (condition * 2 - 1).astype(np.float32), mask)
+
+
+def blurred_copies(
+    hr: np.ndarray, mask: np.ndarray, subject: str, sigmas: Sequence[float], degradation: dict,
+    residual_scale: float, seed: int,
+) -> list[Pair]:
+    """One extra pair per ``sigma``: the HR blurred by a Gaussian of ``sigma`` HR voxels, the LR simulated from it.
+
+    Real scans differ in sharpness (scanner, sequence, motion, resampling);
+    without this the model learns the one sharpness of its training scans and
+    over-sharpens, or under-sharpens, everything else.
+    ``degradation`` holds the ``pairs:`` settings that made the real pairs.
+    """
+    copies = []
+    for index, sigma in enumerate(sigmas):
+        blurred = ndimage.gaussian_filter(hr, sigma)
+        lr = degrade(blurred, degradation["factor"], degradation["order"], degradation["antialias"],
+                     degradation.get("noise_std", 0.0), np.random.default_rng([seed, index]))
+        copies.append(make_pair(f"{subject}_blur{sigma:g}", blurred, lr, mask, residual_scale))
+    return copies
 
 
 def sample_patches(
@@ -102,6 +151,20 @@ def sample_patches(
         targets.append(pair.target[window])
         conditions.append(pair.condition[window])
     return torch.from_numpy(np.stack(targets))[:, None], torch.from_numpy(np.stack(conditions))[:, None]
+
+
+def scale_intensity(
+    target: torch.Tensor, condition: torch.Tensor, max_log_scale: float, residual: bool, rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multiply each patch's image (HR and interpolation alike) by exp(U(-max_log_scale, max_log_scale)).
+
+    In network units: a residual target scales like the image; images in
+    [-1, 1] (the condition, a non-residual target) are scaled as images in [0, 1].
+    """
+    scale = torch.from_numpy(np.exp(rng.uniform(-max_log_scale, max_log_scale, len(target))).astype(np.float32))
+    scale = scale.view(-1, *([1] * (target.dim() - 1)))
+    as_image = lambda x: (x + 1) * scale - 1
+    return (target * scale if residual else as_image(target)), as_image(condition)
 
 
 def learning_rate_at(step: int, settings: TrainSettings) -> float:
@@ -135,8 +198,13 @@ def train(
     settings: TrainSettings,
     checkpoint_path: Path,
     digest: str,
+    *,
+    residual_target: bool,
 ) -> tuple[UNet3D, list[dict]]:
-    """Train (or resume) and return the EMA network and the log rows."""
+    """Train (or resume) and return the EMA network and the log rows.
+
+    ``residual_target``: the pairs' targets are scaled residuals (not images), which matters to the intensity augmentation.
+    """
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -168,8 +236,11 @@ def train(
         for step in range(start, settings.steps):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(step, settings)
-            target, condition = (x.to(device) for x in sample_patches(
-                train_pairs, settings.batch_size, settings.patch_size, settings.foreground_fraction, rng))
+            target, condition = sample_patches(
+                train_pairs, settings.batch_size, settings.patch_size, settings.foreground_fraction, rng)
+            if settings.intensity_augment:
+                target, condition = scale_intensity(target, condition, settings.intensity_augment, residual_target, rng)
+            target, condition = target.to(device), condition.to(device)
             if step < settings.warm_start_steps:
                 t = torch.full((settings.batch_size,), diffusion.timesteps - 1, device=device)
             else:
@@ -263,7 +334,7 @@ def run_training(
     model_settings: dict,
     diffusion_settings: dict,
     train_settings: dict,
-    factor: float | Sequence[float],
+    degradation: dict,
     model_path: str,
     log_path: str,
     curves_path: str,
@@ -273,27 +344,29 @@ def run_training(
 ) -> None:
     """Load pairs, train (resuming from a checkpoint of the same settings), write the model, log and figures.
 
-    ``*_subjects`` map a subject ID to its ``hr``, ``lr`` and ``mask`` paths.
-    The checkpoint is removed once the model is written: a later run of
+    ``*_subjects`` map a subject ID to its ``hr``, ``lr`` and ``mask`` paths;
+    ``degradation`` is the ``pairs:`` section that made them. The checkpoint is removed once the model is written: a later run of
     the same settings trains afresh instead of resuming a finished run.
     """
     settings = TrainSettings(**train_settings)
     residual_scale = float(diffusion_settings.get("residual_scale", 0))
     diffusion_args = {k: v for k, v in diffusion_settings.items() if k != "residual_scale"}
-    load = lambda subjects: [load_pair(name, p["hr"], p["lr"], p["mask"], residual_scale) for name, p in subjects.items()]
-    train_pairs, val_pairs = load(train_subjects), load(val_subjects)
-    log.info("training on %d subjects (%s), validating on %d; device %s", len(train_pairs),
-             ", ".join(train_subjects), len(val_pairs), resolve_device(settings.device))
+    train_pairs = load_pairs(train_subjects, residual_scale, settings.sharpness_augment, degradation, settings.seed)
+    val_pairs = load_pairs(val_subjects, residual_scale)
+    log.info("training on %d subjects (%s) as %d pairs, validating on %d; device %s", len(train_subjects),
+             ", ".join(train_subjects), len(train_pairs), len(val_pairs), resolve_device(settings.device))
     checkpoint = Path(checkpoint_path)
-    digest = config_digest(model_settings, diffusion_settings, asdict(settings), sorted(train_subjects), sorted(val_subjects))
-    ema, rows = train(train_pairs, val_pairs, model_settings, diffusion_args, settings, checkpoint, digest)
+    digest = config_digest(model_settings, diffusion_settings, asdict(settings), degradation,
+                           sorted(train_subjects), sorted(val_subjects))
+    ema, rows = train(train_pairs, val_pairs, model_settings, diffusion_args, settings, checkpoint, digest,
+                      residual_target=residual_scale > 0)
     bundle = {
         "state_dict": ema.state_dict(),
         "model": model_settings,
         "diffusion": diffusion_args,
         "residual_scale": residual_scale,
-        "factor": np.broadcast_to(np.asarray(factor, float), (3,)).tolist(),
-        # The header is enough: load_pair already read the data.
+        "factor": np.broadcast_to(np.asarray(degradation["factor"], float), (3,)).tolist(),
+        # The header is enough: load_pairs already read the data.
         "hr_voxel_mm": voxel_sizes(nib.load(next(iter(train_subjects.values()))["hr"]).affine).tolist(),
         "patch_size": list(settings.patch_size),
         "train": asdict(settings),

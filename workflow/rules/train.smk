@@ -25,7 +25,7 @@ rule train:
         model=settings("model"),
         diffusion=settings("diffusion"),
         train=settings("train"),
-        factor=config["pairs"]["factor"],
+        degradation=settings("pairs"),  # the blurred training copies are degraded the same way
         seed=config["seed"],
         checkpoint=f"{RESULTS}/models/{MODEL}/checkpoint.pt",
     threads: 1
