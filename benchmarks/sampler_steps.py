@@ -46,7 +46,8 @@ def main() -> None:
                    "hf_error_brain": round(high_frequency_error(hr, mean, mask), 4),
                    "hf_error_brain_cubic": round(high_frequency_error(hr, cubic, mask), 4)}
             if samples > 1:
-                row["uncertainty_error_corr"] = round(float(np.corrcoef(spread[mask], np.abs(mean - hr)[mask])[0, 1]), 3)
+                error = np.abs(mean - hr)[mask]
+                row["uncertainty_error_corr"] = round(float(np.corrcoef(spread[mask], error)[0, 1]), 3)
             print(json.dumps(row), flush=True)
 
 

@@ -46,7 +46,8 @@ def kill_kinds():
 @pytest.mark.parametrize("interrupt,raised,checkpoint_step", kill_kinds(), ids=["killed", "sigterm"])
 def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch, interrupt, raised, checkpoint_step):
     pairs = [synthetic_pair(0), synthetic_pair(1)]
-    reference, reference_rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "a.pt", "d", residual_target=True)
+    reference, reference_rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "a.pt", "d",
+                                      residual_target=True)
 
     calls = {"n": 0}
     original = training.sample_patches
@@ -73,7 +74,8 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch, i
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     pairs = [synthetic_pair(0)]
-    train(pairs, [], MODEL, DIFFUSION, TrainSettings(**{**SETTINGS.__dict__, "steps": 5}), tmp_path / "c.pt", "old", residual_target=True)
+    train(pairs, [], MODEL, DIFFUSION, TrainSettings(**{**SETTINGS.__dict__, "steps": 5}), tmp_path / "c.pt", "old",
+          residual_target=True)
     assert torch.load(tmp_path / "c.pt", weights_only=False)["step"] == 4
     _, rows = train(pairs, [], MODEL, DIFFUSION, SETTINGS, tmp_path / "c.pt", "new", residual_target=True)
     assert rows[0]["step"] == 2  # started afresh

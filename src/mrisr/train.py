@@ -203,7 +203,8 @@ def train(
 ) -> tuple[UNet3D, list[dict]]:
     """Train (or resume) and return the EMA network and the log rows.
 
-    ``residual_target``: the pairs' targets are scaled residuals (not images), which matters to the intensity augmentation.
+    ``residual_target``: the pairs' targets are scaled residuals, not images (the intensity augmentation
+    scales the two differently).
     """
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
@@ -345,8 +346,9 @@ def run_training(
     """Load pairs, train (resuming from a checkpoint of the same settings), write the model, log and figures.
 
     ``*_subjects`` map a subject ID to its ``hr``, ``lr`` and ``mask`` paths;
-    ``degradation`` is the ``pairs:`` section that made them. The checkpoint is removed once the model is written: a later run of
-    the same settings trains afresh instead of resuming a finished run.
+    ``degradation`` is the ``pairs:`` section that made them. The checkpoint
+    is removed once the model is written: a later run of the same settings
+    trains afresh instead of resuming a finished run.
     """
     settings = TrainSettings(**train_settings)
     residual_scale = float(diffusion_settings.get("residual_scale", 0))
@@ -384,7 +386,7 @@ def run_training(
 
 def validation_figure(pair: Pair, network: UNet3D, diffusion: GaussianDiffusion, residual_scale: float,
                       settings: TrainSettings, path: str, steps: int = 5) -> None:
-    """A 5-step DDIM sample (the default sampler) of the central region of a validation subject beside its interpolation and HR."""
+    """DDIM samples (5 steps, as the default sampler) of a validation subject's central region beside cubic and HR."""
     size = np.minimum(np.asarray(settings.patch_size) * 2, pair.target.shape)
     corner = (np.asarray(pair.target.shape) - size) // 2
     window = tuple(slice(c, c + n) for c, n in zip(corner, size))
