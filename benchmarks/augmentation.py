@@ -17,7 +17,16 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from quality import REPO, merge, read_yaml, regress, run_workflow_to_pairs, train_model
+from quality import (
+    REPO,
+    merge,
+    pair_paths,
+    read_split,
+    read_yaml,
+    regress,
+    run_workflow_to_pairs,
+    train_model,
+)
 
 from mrisr.degrade import upsample
 from mrisr.metrics import psnr
@@ -48,11 +57,10 @@ def main() -> None:
     config_path = args.workdir / "augmentation_config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     run_workflow_to_pairs(args.workdir, config_path, cores=2)
-    roles = pd.read_csv(args.workdir / "results" / "split.tsv", sep="\t")
-    split = {role: roles.loc[roles["role"] == role, "subject"].tolist() for role in ("train", "val", "test")}
-    results, scale, seed = args.workdir / "results", config["diffusion"]["residual_scale"], config["seed"]
-    paths = lambda s: {"hr": str(results / "pairs" / s / "hr.nii.gz"), "lr": str(results / "pairs" / s / "lr.nii.gz"),
-                       "mask": str(results / "preproc" / s / "brain_mask.nii.gz")}
+    split = read_split(args.workdir)
+    scale, seed = config["diffusion"]["residual_scale"], config["seed"]
+    paths = lambda s: pair_paths(args.workdir, s)
+    tests = {s: read_pair(paths(s)) for s in split["test"]}  # (hr, lr, mask), read once for every variant
     budget = argparse.Namespace(batch=config["train"]["batch_size"], workdir=args.workdir)
     rows = []
     for name in args.variants.split(","):
@@ -64,8 +72,7 @@ def main() -> None:
         started = time.perf_counter()
         network = train_model((pairs, []), variant, budget, args.steps, True, config["train"]["patch_size"], seed)
         seconds = time.perf_counter() - started
-        for subject in split["test"]:
-            hr, lr, mask = read_pair(paths(subject))
+        for subject, (hr, lr, mask) in tests.items():
             estimate = regress(condition_from_lr(lr, hr.shape), network, config, config["sample"]["patch_size"], seed)
             cubic = np.clip(upsample(lr, hr.shape, "cubic"), 0, 1)
             rows.append({"variant": name, "subject": subject, "trained_on": "+".join(subjects),

@@ -45,6 +45,19 @@ def merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def read_split(workdir: Path) -> dict[str, list[str]]:
+    """The workflow's split record, ``results/split.tsv``, as role -> subjects."""
+    roles = pd.read_csv(workdir / "results" / "split.tsv", sep="\t")
+    return {role: roles.loc[roles["role"] == role, "subject"].tolist() for role in ("train", "val", "test")}
+
+
+def pair_paths(workdir: Path, subject: str) -> dict[str, str]:
+    """A subject's ``hr``, ``lr`` and brain ``mask`` files in the workflow's results."""
+    results = workdir / "results"
+    return {"hr": str(results / "pairs" / subject / "hr.nii.gz"), "lr": str(results / "pairs" / subject / "lr.nii.gz"),
+            "mask": str(results / "preproc" / subject / "brain_mask.nii.gz")}
+
+
 def run_workflow_to_pairs(workdir: Path, config_path: Path, cores: int) -> None:
     """The workflow's own fetch/preprocess/pairs (and split record), reusing whatever is already in ``workdir``."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -163,13 +176,11 @@ def run(args: argparse.Namespace) -> dict:
     bench_config.write_text(yaml.safe_dump(config, sort_keys=False))
     started = time.perf_counter()
     run_workflow_to_pairs(args.workdir, bench_config, args.cores)
-    roles = pd.read_csv(args.workdir / "results" / "split.tsv", sep="\t")
-    split = {role: roles.loc[roles["role"] == role, "subject"].tolist() for role in ("train", "val", "test")}
+    split = read_split(args.workdir)
     if not split["train"] or not split["test"] or set(split["test"]) & set(split["train"] + split["val"]):
         sys.exit(f"benchmark needs disjoint, non-empty train and test subjects; split: {split}")
-    seed, scale, results = config["seed"], config["diffusion"]["residual_scale"], args.workdir / "results"
-    files = lambda s: (str(results / "pairs" / s / "hr.nii.gz"), str(results / "pairs" / s / "lr.nii.gz"),
-                       str(results / "preproc" / s / "brain_mask.nii.gz"))
+    seed, scale = config["seed"], config["diffusion"]["residual_scale"]
+    files = lambda s: tuple(pair_paths(args.workdir, s).values())  # (hr, lr, mask)
     x4 = make_x4_pairs(args.workdir, split["train"] + split["val"] + split["test"], config)
 
     def pairs_of(paths, factor) -> tuple[list, list]:
@@ -179,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
                 load_pairs({s: paths(s) for s in split["val"]}, scale))
 
     factor = as_factors(config["pairs"]["factor"])
-    pairs_2x = pairs_of(lambda s: dict(zip(("hr", "lr", "mask"), files(s))), factor)
+    pairs_2x = pairs_of(lambda s: pair_paths(args.workdir, s), factor)
     pairs_f = pairs_of(lambda s: {"hr": x4[s]["lr_f"], "lr": x4[s]["lr_ff"], "mask": x4[s]["mask_lr_f"]},
                        factor)  # LR f*f -> LR f
     pairs_ff = pairs_of(lambda s: {"hr": x4[s]["hr"], "lr": x4[s]["lr_ff"], "mask": files(s)[2]}, factor**2)

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
+from quality import pair_paths, read_split
 
 from mrisr.degrade import upsample
 from mrisr.metrics import high_frequency_error, psnr
@@ -29,13 +29,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = args.workdir / "results"
-    network, diffusion, bundle = load_model(str(next(results.glob("models/*/model.pt"))))
-    roles = pd.read_csv(results / "split.tsv", sep="\t")
-    for subject in roles.loc[roles["role"] == "test", "subject"]:
-        hr, lr, mask = read_pair({"hr": str(results / "pairs" / subject / "hr.nii.gz"),
-                                  "lr": str(results / "pairs" / subject / "lr.nii.gz"),
-                                  "mask": str(results / "preproc" / subject / "brain_mask.nii.gz")})
+    network, diffusion, bundle = load_model(str(next((args.workdir / "results").glob("models/*/model.pt"))))
+    for subject in read_split(args.workdir)["test"]:
+        hr, lr, mask = read_pair(pair_paths(args.workdir, subject))
         cubic = np.clip(upsample(lr, hr.shape, "cubic"), 0, 1)
         for steps, eta, samples in SETTINGS:
             mean, spread = sample_volume(condition_from_lr(lr, hr.shape), network, diffusion, bundle["residual_scale"],
