@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mrisr.config import check_subjects, validate_config
+from mrisr.config import validate_config
 from mrisr.io import MrisrError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,6 @@ def test_default_config_is_valid(config):
     (lambda c: c["train"].update(steps="many"), r"config key train\.steps: 'many' is not of type 'integer'"),
     (lambda c: c["pairs"].update(factor=0.5), r"config key pairs\.factor"),
     (lambda c: c["diffusion"].update(schedule="linear"), r"config key diffusion\.schedule: 'linear' is not one of"),
-    (lambda c: c["split"]["test"].append("mni152"), r"mni152 in both split\.train and split\.test"),
     (lambda c: c["sample"].update(patch_size=[30, 32, 32]), r"sample\.patch_size: \[30, 32, 32\] must be divisible by 4"),
     (lambda c: c.pop("train"), r"config key 'train' is missing"),
 ])
@@ -39,9 +38,6 @@ def test_bad_config_gets_one_line_naming_the_key(config, edit, expected):
     assert "\n" not in str(error.value)
 
 
-def test_split_must_name_existing_subjects():
-    with pytest.raises(MrisrError, match=r"split\.test: unknown subject\(s\) sub99"):
-        check_subjects({"train": ["a"], "test": ["sub99"]}, ["a", "b"])
 
 
 def merged(base: dict, override: dict) -> dict:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mrisr.io import MrisrError
-from mrisr.sources import check_local_files, discover_local, seeded_split
+from mrisr.sources import check_local_files, discover_local
+from mrisr.split import check_split, seeded_split
 
 
 def _write(path: Path, shape: tuple[int, ...] = (8, 8, 8)) -> Path:
@@ -128,3 +129,13 @@ def test_seeded_split_fractions():
 def test_seeded_split_errors(subjects, val, test, match):
     with pytest.raises(MrisrError, match=match):
         seeded_split(subjects, val=val, test=test, seed=0)
+
+
+def test_split_must_name_existing_subjects():
+    with pytest.raises(MrisrError, match=r"split\.test: unknown subject\(s\) sub99"):
+        check_split({"train": ["a"], "val": [], "test": ["sub99"]}, ["a", "b"])
+
+
+def test_split_roles_must_not_overlap():
+    with pytest.raises(MrisrError, match=r"a in both split\.train and split\.test"):
+        check_split({"train": ["a"], "val": [], "test": ["a"]}, ["a", "b"])

@@ -35,27 +35,9 @@ def validate_config(config: dict, schema_path: str | Path) -> None:
     if error is not None:
         raise MrisrError(_schema_error_line(error))
 
-    split = config["split"]
-    for first, second in (("train", "test"), ("val", "test"), ("train", "val")):
-        shared = sorted(set(split.get(first, [])) & set(split.get(second, [])))
-        if shared:
-            raise MrisrError(f"config split: {', '.join(shared)} in both split.{first} and split.{second}")
     downsampling = 2 ** (len(config["model"].get("channel_mult", [1, 2, 4])) - 1)
     for section in ("train", "sample"):
         patch = config[section].get("patch_size", [32, 32, 32])
         if any(size % downsampling for size in patch):
             raise MrisrError(f"config key {section}.patch_size: {patch} must be divisible by {downsampling} "
                              f"(the U-Net halves the grid {downsampling.bit_length() - 1} times)")
-
-
-def check_subjects(split: dict, subjects: list[str]) -> None:
-    """Every subject named in the split must exist in the data source."""
-    known = set(subjects)
-    for part in ("train", "test"):
-        if not split.get(part):
-            raise MrisrError(f"config split.{part}: no subjects; the workflow needs at least one")
-    for part, names in split.items():
-        missing = [name for name in names if name not in known]
-        if missing:
-            raise MrisrError(f"config split.{part}: unknown subject(s) {', '.join(missing)}; "
-                             f"available: {', '.join(subjects)}")

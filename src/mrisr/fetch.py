@@ -9,14 +9,12 @@ contrast changes; every raw file has a JSON sidecar saying where it came from.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy import ndimage
 
 from .io import MrisrError, atomic_path, load_volume, save_volume, voxel_sizes, write_json
@@ -115,19 +113,3 @@ def import_scan(scan_path: str, out_path: str, **origin: object) -> dict:
     write_json(sidecar, Path(out_path).with_name("T1w.json"))
     log.info("imported %s: shape %s, voxels %s mm", scan_path, sidecar["shape"], sidecar["voxel_mm"])
     return sidecar
-
-
-def write_split(split: dict[str, list[str]], sidecar_paths: list[str], out_path: str) -> None:
-    """A table of every subject's role (train/val/test) and origin, for the report and for the record."""
-    origins = {Path(path).parent.name: json.loads(Path(path).read_text()) for path in sidecar_paths}
-    rows = []
-    for role, subjects in split.items():
-        for subject in subjects:
-            sidecar = origins.get(subject, {})
-            rows.append({"subject": subject, "role": role, "source": sidecar.get("source", ""),
-                         "real_volume": sidecar.get("real_volume", subject),
-                         "derived_from": sidecar.get("derived_from", ""),
-                         "description": sidecar.get("description", sidecar.get("file", ""))})
-    with atomic_path(out_path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
-    log.info("split: %s", {role: len(subjects) for role, subjects in split.items()})

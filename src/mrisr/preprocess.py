@@ -24,6 +24,7 @@ from scipy import ndimage
 from .fetch import mni152_path
 from .figures import registration_qc
 from .io import MrisrError, atomic_path, load_volume, save_volume
+from .intensity import normalise_intensity
 from .skullstrip import brain_mask
 
 log = logging.getLogger(__name__)
@@ -75,31 +76,6 @@ def cropped_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     shift = np.eye(4)
     shift[:3, 3] = [s.start for s in box]
     return affine @ shift
-
-
-WHITE_MATTER_LEVEL = 0.75
-
-
-def white_matter_peak(values: np.ndarray) -> float:
-    """The white-matter intensity of a T1w brain: the histogram mode of the brighter half of its voxels.
-
-    A tissue reference rather than a high percentile, so that bright vessels
-    or fat in one scan do not darken its tissue relative to another's.
-    """
-    values = values[values > 0]
-    if values.size == 0:
-        raise MrisrError("the brain mask covers no positive intensities; registration or masking failed")
-    bright = values[values >= np.median(values)]
-    counts, edges = np.histogram(bright, bins=100, range=(bright.min(), np.percentile(bright, 99.9)))
-    counts = ndimage.gaussian_filter1d(counts.astype(float), 2)
-    peak = int(np.argmax(counts))
-    return float((edges[peak] + edges[peak + 1]) / 2)
-
-
-def normalise_intensity(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Scale the white-matter peak to 0.75 and clip to [0, 1]; zero outside the brain."""
-    scale = WHITE_MATTER_LEVEL / white_matter_peak(volume[mask])
-    return np.where(mask, np.clip(volume * scale, 0, 1), 0).astype(np.float32)
 
 
 @dataclass

@@ -180,7 +180,7 @@ def super_resolve_file(
     volume = lr_image.get_fdata(dtype=np.float32)
     scale = 1.0
     if normalize:  # preprocess imports ANTs: only the command line needs it
-        from .preprocess import WHITE_MATTER_LEVEL, white_matter_peak
+        from .intensity import WHITE_MATTER_LEVEL, white_matter_peak
 
         scale = white_matter_peak(volume[volume > 0]) / WHITE_MATTER_LEVEL
     options = {"patch_size": bundle["patch_size"], **{k: v for k, v in settings.items() if k != "device"}}

@@ -9,12 +9,10 @@ any job starts.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 
 from .io import MrisrError
 
@@ -158,45 +156,3 @@ def check_local_files(files: dict[str, str]) -> None:
         if len(shape) != 3:
             raise MrisrError(f"{path} (subject {subject}): expected a 3D volume, got shape {tuple(image.shape)}; "
                              "give one T1-weighted volume per file")
-
-
-def seeded_split(subjects: list[str], val: int | float, test: int | float, seed: int) -> dict[str, list[str]]:
-    """Split ``subjects`` into train/val/test, the same way every time for the same ``seed``.
-
-    ``val`` and ``test`` are counts (int) or fractions of all subjects (float,
-    rounded to the nearest count, at least 1 when positive). The sorted subjects
-    are shuffled with ``numpy.random.default_rng(seed)``; test takes the first,
-    val the next, train the rest. Sorting first makes the split independent of
-    the order the subjects were listed in. Each list in the result is sorted.
-    """
-    if len(set(subjects)) != len(subjects):
-        repeated = sorted({subject for subject in subjects if subjects.count(subject) > 1})
-        raise MrisrError(f"split: subject(s) listed twice: {', '.join(repeated)}")
-    total = len(subjects)
-    n_test = _split_count(test, total, "test")
-    n_val = _split_count(val, total, "val")
-    if n_test < 1:
-        raise MrisrError("split: test must hold at least 1 subject")
-    if n_test + n_val + 1 > total:
-        raise MrisrError(f"split: {total} subject(s) are too few for {n_test} test + {n_val} val "
-                         "+ at least 1 train; add subjects or lower split.test/split.val")
-    order = np.random.default_rng(seed).permutation(sorted(subjects)).tolist()
-    return {
-        "train": sorted(order[n_test + n_val:]),
-        "val": sorted(order[n_test:n_test + n_val]),
-        "test": sorted(order[:n_test]),
-    }
-
-
-def _split_count(value: int | float, total: int, name: str) -> int:
-    """Number of subjects for a count or a fraction of ``total``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise MrisrError(f"split.{name}: {value!r} is neither a count nor a fraction")
-    if isinstance(value, (int, np.integer)):
-        if value < 0:
-            raise MrisrError(f"split.{name}: {value} subjects; give a count >= 0")
-        return int(value)
-    if not 0 <= value < 1:
-        raise MrisrError(f"split.{name}: fraction {value} must be at least 0 and below 1")
-    count = math.floor(value * total + 0.5)
-    return max(count, 1) if value > 0 else 0

@@ -10,12 +10,13 @@ from mrisr.workflow import expose_package
 
 expose_package(f"{workflow.basedir}/src")
 
-from mrisr.config import check_subjects, validate_config
+from mrisr.config import validate_config
 from mrisr.fetch import sample_subjects
 from mrisr.hcp import check_access, read_subject_list, s3_client
 from mrisr.io import MrisrError
 from mrisr.skullstrip import missing_tool
-from mrisr.sources import check_local_files, discover_local, seeded_split
+from mrisr.sources import check_local_files, discover_local
+from mrisr.split import resolve_split
 
 
 def fail(message):
@@ -38,13 +39,6 @@ def source_subjects(data):
     return read_subject_list(data["hcp"]["subjects"]), {}
 
 
-def resolve_split(split, subjects, seed):
-    """Explicit train/val/test lists, or a seeded split of all subjects (split.random)."""
-    if "random" in split:
-        return seeded_split(subjects, split["random"].get("val", 0), split["random"]["test"], seed)
-    return {part: list(split.get(part, [])) for part in ("train", "val", "test")}
-
-
 def check_hcp_access(data, subjects):
     """Fail before any job when credentials are missing or rejected, or a subject is not in the bucket."""
     hcp = data["hcp"]
@@ -64,7 +58,6 @@ try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
     AVAILABLE, LOCAL_FILES = source_subjects(config["data"])
     SPLIT = resolve_split(config["split"], AVAILABLE, config["seed"])
-    check_subjects(SPLIT, AVAILABLE)
     TRAIN, VAL, TEST = SPLIT["train"], SPLIT["val"], SPLIT["test"]
     SUBJECTS = list(dict.fromkeys(TRAIN + VAL + TEST))
     problem = missing_tool(config["preprocess"].get("skull_strip", "template"))
