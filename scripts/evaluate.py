@@ -1,11 +1,12 @@
-"""Rule evaluate: metrics and slice panel of one test subject."""
-from mrisr.metrics import evaluate_subject
+"""Rule evaluate: metrics of one model's estimate of one test subject."""
+from mrisr.evaluate import evaluate_model
 from mrisr.workflow import run_rule
 
 
 def main(snakemake):
-    i, o = snakemake.input, snakemake.output
-    evaluate_subject(snakemake.wildcards.subject, i.hr, i.lr, i.mask, i.sr, i.sr_std, o.metrics, o.panel)
+    i, o, params = snakemake.input, snakemake.output, snakemake.params
+    evaluate_model(snakemake.wildcards.subject, snakemake.wildcards.model, params.kind, params.factor, i.hr, i.lr,
+                   i.mask, i.sr, i.sr_std, params.degradation, params.tissue_classes, o.metrics, o.calibration)
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -10,11 +10,12 @@ def main(snakemake):
     i, params = snakemake.input, snakemake.params
     with tempfile.TemporaryDirectory() as work_dir:
         build_report(
-            i.summary, i.split, i.train_log, i.curves, i.validation,
-            panel_pngs=dict(zip(params.test_subjects, i.panels)),
-            qc_pngs=dict(zip(params.subjects, i.qc)), timing_csvs=list(i.timing),
-            config=params.config, provenance=provenance(snakemake.scriptdir),
-            html_path=snakemake.output.html, provenance_path=snakemake.output.provenance, work_dir=work_dir,
+            i.summary, i.split, train_logs=dict(zip(params.trained, i.train_logs)),
+            curves=dict(zip(params.trained, i.curves)), validation=dict(zip(params.trained, i.validation)),
+            panels=params.panels, calibration=params.calibration, qc_pngs=dict(zip(params.subjects, i.qc)),
+            timing_csvs=list(i.timing), config=params.config, models=params.models,
+            provenance=provenance(snakemake.scriptdir), html_path=snakemake.output.html,
+            provenance_path=snakemake.output.provenance, work_dir=work_dir,
         )
 
 

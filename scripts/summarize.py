@@ -1,10 +1,10 @@
-"""Rule summarize: all test subjects' metrics in one table."""
-from mrisr.metrics import summarize
+"""Rule summarize: all test subjects' metrics, every method, in one table."""
+from mrisr.evaluate import summarize
 from mrisr.workflow import run_rule
 
 
 def main(snakemake):
-    summarize(list(snakemake.input.metrics), snakemake.output.summary)
+    summarize([*snakemake.input.models, *snakemake.input.baselines], snakemake.output.summary)
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -1,4 +1,4 @@
-"""Rule train: the diffusion model from all training pairs."""
+"""Rule train: one model from all training pairs, through torchrun."""
 from mrisr.provenance import provenance
 from mrisr.train import run_training
 from mrisr.workflow import run_rule
@@ -11,11 +11,11 @@ def main(snakemake):
         return {s: {kind: snakemake.input[f"{kind}_{s}"] for kind in ("hr", "lr", "mask")} for s in subjects}
 
     run_training(
-        pairs(params.train_subjects), pairs(params.val_subjects),
-        model_settings=params.model, diffusion_settings=params.diffusion,
-        train_settings={"seed": params.seed, **params.train}, degradation=params.degradation,
-        model_path=output.model, log_path=output.log_csv, curves_path=output.curves,
-        validation_path=output.validation, checkpoint_path=params.checkpoint,
+        name=snakemake.wildcards.model, model=params.model, degradation=params.degradation,
+        train_subjects=pairs(params.train_subjects), val_subjects=pairs(params.val_subjects), seed=params.seed,
+        folder=params.folder, outputs={"model": output.model, "log": output.log_csv, "curves": output.curves,
+                                       "validation": output.validation},
+        threads=snakemake.threads, gpus=snakemake.resources.gpu, log_path=snakemake.log[0],
         provenance=provenance(snakemake.scriptdir),
     )
 

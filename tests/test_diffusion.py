@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from mrisr.diffusion import (
-    GaussianDiffusion, cosine_alpha_bar, make_alpha_bar, posterior_mean_coefficients, seed_alphas,
+    GaussianDiffusion, cosine_alpha_bar, make_alpha_bar, cos2_alphas, posterior_mean_coefficients,
 )
 
 
-def test_seed_schedule_matches_the_seed_formula():
+def test_cos2_product_schedule_matches_the_seed_formula():
     T = 1000
-    alphas = seed_alphas(T)
+    alphas = cos2_alphas(T)
     for t in (1, 10, 250, 500, 999):
         assert alphas[t - 1] == pytest.approx(math.cos(math.pi * t / (2 * T)) ** 2, rel=1e-12)
-    alpha_bar = make_alpha_bar("seed", T)
+    alpha_bar = make_alpha_bar("cos2_product", T)
     assert alpha_bar[99] == pytest.approx(np.prod([math.cos(math.pi * t / 2000) ** 2 for t in range(1, 101)]))
     # Read literally, the seed's alpha_bar collapses early: below 0.002 by t = 200.
     assert alpha_bar[199] < 0.002
@@ -64,14 +64,30 @@ def test_parameterisations_invert_exactly(prediction):
     torch.testing.assert_close(eps_hat, noise, atol=1e-3, rtol=1e-3)
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "seed"])
+@pytest.mark.parametrize("schedule", ["cosine", "cos2_product"])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_with_an_oracle_denoiser_returns_the_target(eta, schedule):
     diffusion = GaussianDiffusion(schedule, 1000, prediction="x0")
-    target = torch.linspace(-1, 1, 64).reshape(1, 1, 4, 4, 4)
-    result = diffusion.ddim_sample(lambda x_t, t: target, target.shape, steps=10, eta=eta,
-                                   generator=torch.Generator().manual_seed(0))
+    target = torch.linspace(-1, 1, 64).reshape(1, 1, 4, 4, 4).expand(2, 1, 4, 4, 4)
+    generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
+    result = diffusion.ddim_sample(lambda x_t, t: target, torch.randn(target.shape), steps=10, eta=eta,
+                                   generators=generators)
     torch.testing.assert_close(result, target)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
+def test_projection_applies_to_every_estimate_and_decides_the_result(prediction):
+    diffusion = GaussianDiffusion("cosine", 1000, prediction=prediction)
+    calls = []
+
+    def project(x0):
+        calls.append(x0.clone())
+        return torch.zeros_like(x0) + 0.25  # the only "consistent" estimate
+
+    noise = torch.randn(3, 1, 4, 4, 4, generator=torch.Generator().manual_seed(2))
+    result = diffusion.ddim_sample(lambda x_t, t: torch.randn_like(x_t), noise, steps=4, project=project)
+    assert len(calls) == 4
+    torch.testing.assert_close(result, torch.full_like(noise, 0.25))
 
 
 def test_ddim_timesteps_run_from_the_last_step_to_zero():

@@ -15,25 +15,28 @@ def test_patches_cover_every_voxel(size, patch, overlap):
     assert covered.all() and starts[0] == 0 and starts[-1] == size - patch
 
 
-def test_identity_predictor_reconstructs_the_volume_exactly():
-    volume = torch.randn(2, 40, 36, 20)
-    output = sliding_window(volume, (16, 16, 16), lambda batch: batch, overlap=0.5, batch_size=3)
-    torch.testing.assert_close(output, volume)
+def test_identity_predictor_reconstructs_every_volume_of_the_batch_exactly():
+    volumes = torch.randn(3, 2, 40, 36, 20)
+    calls = []
+    output = sliding_window(volumes, (16, 16, 16), lambda batch: calls.append(len(batch)) or batch, overlap=0.5,
+                            batch_size=4)
+    torch.testing.assert_close(output, volumes)
+    assert max(calls) == 4 * 3  # the volumes share each call: batch_size positions of all of them
 
 
 def test_volume_smaller_than_the_patch_is_padded_and_cropped_back():
-    volume = torch.randn(1, 10, 20, 12)
-    output = sliding_window(volume, (16, 16, 16), lambda batch: batch * 2)
+    volume = torch.randn(1, 1, 10, 20, 12)
+    output = sliding_window(volume, (16, 16, 16), lambda batch: batch * 2, overlap=0.25, batch_size=2)
     assert output.shape == volume.shape
     torch.testing.assert_close(output, volume * 2)
 
 
 def test_overlapping_predictions_are_blended_not_overwritten():
     # A predictor that returns the patch's own mean: blended output varies smoothly between patches.
-    volume = torch.arange(64, dtype=torch.float32).reshape(1, 64, 1, 1).expand(1, 64, 16, 16).contiguous()
+    volume = torch.arange(64, dtype=torch.float32).reshape(1, 1, 64, 1, 1).expand(1, 1, 64, 16, 16).contiguous()
     output = sliding_window(volume, (32, 16, 16), lambda b: b.mean(dim=(2, 3, 4), keepdim=True).expand_as(b),
-                            overlap=0.5)
-    profile = output[0, :, 8, 8]
+                            overlap=0.5, batch_size=4)
+    profile = output[0, 0, :, 8, 8]
     assert profile[0] == pytest.approx(15.5, abs=0.5) and profile[-1] == pytest.approx(47.5, abs=0.5)
     assert torch.all(torch.diff(profile) >= -1e-4)  # monotone: weights mix neighbouring patches
     assert len(torch.unique(profile.round(decimals=3))) > 3

@@ -1,117 +1,127 @@
-"""Training resumes exactly from a checkpoint after an interruption (preemption, time limit)."""
-import signal
+"""Training through torchrun: data-parallel processes, exact resumption after a kill or SIGTERM, a learnable problem."""
+from __future__ import annotations
 
-import numpy as np
+import copy
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pandas as pd
+import psutil
 import pytest
 import torch
-from scipy.ndimage import gaussian_filter
 
-import mrisr.train as training
-from mrisr.train import (
-    Pair,
-    TrainSettings,
-    blurred_copies,
-    make_pair,
-    scale_intensity,
-    train,
-)
+from mrisr.modelfile import read_model_file
+from mrisr.train import launch, learning_rate_at, torchrun_command
+from test_data import DEGRADATION, synthetic_subjects
 
-MODEL = {"base_channels": 8, "channel_mult": [1, 2], "attention": False}
-DIFFUSION = {"schedule": "cosine", "timesteps": 100, "prediction": "x0"}
-
-
-def synthetic_pair(seed: int) -> Pair:
-    rng = np.random.default_rng(seed)
-    hr = gaussian_filter(rng.random((24, 24, 24)), 1).astype(np.float32) * 4
-    condition = gaussian_filter(hr, 1.5)  # a blurred scan: the residual is learnable from it
-    mask = hr > np.median(hr)
-    return Pair(f"s{seed}", (hr - condition) * 10, condition * 2 - 1, mask)
+MODEL = {
+    "kind": "diffusion3d", "factor": [2.0] * 3, "output_factor": [1.0] * 3,
+    "network": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention": False, "dropout": 0.0},
+    "diffusion": {"schedule": "cosine", "timesteps": 100, "noise_scale": 1.0, "prediction": "x0",
+                  "residual_scale": 10.0},
+    "train": {"steps": 160, "batch_size": 2, "patch_size": [16, 16, 16], "learning_rate": 1e-3,
+              "weight_decay": 1e-4, "warmup_steps": 5, "ema_decay": 0.99, "warm_start_steps": 40,
+              "sharpness_augment": [0.8], "intensity_augment": 0.1, "foreground_fraction": 0.9, "autocast": True,
+              "loader_workers": 0, "checkpoint_every": 20, "log_every": 20, "val_every": 40, "device": "cpu"},
+    "sampler": {"steps": 2, "n_samples": 2, "eta": 0.0, "patch_size": [16, 16, 16], "overlap": 0.25,
+                "batch_size": 4, "autocast": True, "data_consistency": False, "consistency_iterations": 1,
+                "device": "cpu"},
+}
 
 
-SETTINGS = TrainSettings(steps=8, batch_size=2, patch_size=(16, 16, 16), warm_start_steps=2, warmup_steps=2,
-                         intensity_augment=0.1, checkpoint_every=4, log_every=2, val_every=4, seed=3, device="cpu")
+def make_job(folder, subjects, **train) -> dict:
+    model = copy.deepcopy(MODEL)
+    model["train"].update(train)
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = {name: str(folder / name) for name in ("model.pt", "log.csv", "curves.png", "validation.png")}
+    return {"name": "test", "model": model, "degradation": DEGRADATION, "train_subjects": subjects,
+            "val_subjects": {}, "seed": 11, "provenance": {"test": "yes"},
+            "outputs": {"model": outputs["model.pt"], "log": outputs["log.csv"], "curves": outputs["curves.png"],
+                        "validation": outputs["validation.png"], "checkpoint": str(folder / "checkpoint.pt"),
+                        "cache": str(folder / "cache"), "val_cache": str(folder / "val_cache")}}
 
 
-def kill_kinds():
-    def raise_interrupt():
-        raise KeyboardInterrupt("the job was killed")
-
-    def send_sigterm():
-        signal.raise_signal(signal.SIGTERM)  # what Slurm sends before a time limit or preemption
-
-    # (what happens during step 5, what train() then raises, the step the checkpoint holds)
-    return [(raise_interrupt, KeyboardInterrupt, 4), (send_sigterm, SystemExit, 5)]
+def weights(job) -> dict[str, torch.Tensor]:
+    return read_model_file(job["outputs"]["model"])[1]
 
 
-@pytest.mark.parametrize("interrupt,raised,checkpoint_step", kill_kinds(), ids=["killed", "sigterm"])
-def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch, interrupt, raised, checkpoint_step):
-    pairs = [synthetic_pair(0), synthetic_pair(1)]
-    reference, reference_rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "a.pt", "d",
-                                      residual_target=True)
-
-    calls = {"n": 0}
-    original = training.sample_patches
-
-    def interrupted_during_step_five(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:  # call 1 draws the fixed validation patches
-            interrupt()
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "sample_patches", interrupted_during_step_five)
-    with pytest.raises(raised):
-        train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d", residual_target=True)
-    # A kill loses the steps since the periodic checkpoint (4); SIGTERM checkpoints the step it finished.
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == checkpoint_step
-    monkeypatch.setattr(training, "sample_patches", original)
-    resumed, rows = train(pairs, pairs[1:], MODEL, DIFFUSION, SETTINGS, tmp_path / "b.pt", "d", residual_target=True)
-
-    for name, tensor in reference.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[name], tensor, msg=name)
-    assert [row["step"] for row in rows] == [row["step"] for row in reference_rows] == [2, 4, 6, 8]
-    assert [row["loss"] for row in rows] == pytest.approx([row["loss"] for row in reference_rows])
+@pytest.fixture(scope="module")
+def subjects(tmp_path_factory):
+    return synthetic_subjects(tmp_path_factory.mktemp("subjects"))
 
 
-def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
-    pairs = [synthetic_pair(0)]
-    train(pairs, [], MODEL, DIFFUSION, TrainSettings(**{**SETTINGS.__dict__, "steps": 5}), tmp_path / "c.pt", "old",
-          residual_target=True)
-    assert torch.load(tmp_path / "c.pt", weights_only=False)["step"] == 4
-    _, rows = train(pairs, [], MODEL, DIFFUSION, SETTINGS, tmp_path / "c.pt", "new", residual_target=True)
-    assert rows[0]["step"] == 2  # started afresh
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, subjects):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    job = make_job(folder, subjects)
+    launch(job, folder / "job.json", 2, 1, str(folder / "train.log"))
+    return job, (folder / "train.log").read_text()
 
 
-def test_training_reduces_the_loss_on_a_learnable_problem(tmp_path):
-    pairs = [synthetic_pair(0), synthetic_pair(1)]
-    settings = TrainSettings(**{**SETTINGS.__dict__, "steps": 60, "warm_start_steps": 0, "log_every": 10,
-                                "val_every": 10, "learning_rate": 2e-3, "checkpoint_every": 1000})
-    _, rows = train(pairs, pairs, MODEL, DIFFUSION, settings, tmp_path / "d.pt", "d", residual_target=True)
-    predict_zero = np.mean([np.mean(pair.target[pair.mask] ** 2) for pair in pairs])  # the untrained model
-    assert rows[-1]["val_loss"] < 0.6 * predict_zero
+def test_two_processes_train_and_only_the_first_logs(uninterrupted):
+    job, log = uninterrupted
+    assert "2 process(es) on cpu, gloo" in log
+    assert "rank 0: pid" in log and "rank 1: pid" in log  # both ranks ran
+    assert "rank 1 " not in log.replace("rank 1: pid", "")  # ... and only rank 0 logs
+    rows = pd.read_csv(job["outputs"]["log"])
+    assert rows["step"].tolist() == list(range(20, 161, 20))
+    spec, _ = read_model_file(job["outputs"]["model"])
+    assert spec.train["processes"] == 2 and spec.train_subjects == ["s0", "s1"]
+    for leftover in ("checkpoint", "cache", "val_cache"):
+        assert not os.path.exists(job["outputs"][leftover])  # removed once the model is written
 
 
-def test_blurred_copies_are_softer_pairs_degraded_like_the_real_ones():
-    rng = np.random.default_rng(0)
-    hr = gaussian_filter(rng.random((24, 24, 24)), 1).astype(np.float32)
-    mask = np.ones(hr.shape, bool)
-    degradation = {"factor": 2, "order": 3, "antialias": True, "noise_std": 0.0}
-    copies = blurred_copies(hr, mask, "s", [0.5, 1.0], degradation, 10.0, seed=0)
-    assert [pair.subject for pair in copies] == ["s_blur0.5", "s_blur1"]
-    original = make_pair("s", hr, hr[::2, ::2, ::2], mask, 10.0)
-    # HR = interpolation + residual / scale; blurring leaves less detail for the model to add.
-    detail = [np.std(pair.target) for pair in (original, *copies)]
-    assert detail[0] > detail[1] > detail[2] > 0
-    restored = (copies[0].condition + 1) / 2 + copies[0].target / 10
-    np.testing.assert_allclose(restored, gaussian_filter(hr, 0.5), atol=1e-5)
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "sigterm"])
+def test_a_killed_two_process_run_resumes_to_the_same_model(tmp_path, subjects, uninterrupted, kill_signal):
+    reference, _ = uninterrupted
+    job = make_job(tmp_path, subjects)
+    job_path = tmp_path / "job.json"
+    job_path.write_text(json.dumps({**job, "threads_per_process": 1}))
+    process = subprocess.Popen(torchrun_command(job_path, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    checkpoint = tmp_path / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Every process of the job, as Slurm signals them all (torchrun starts its workers in sessions of their own).
+    for member in [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]:
+        member.send_signal(kill_signal)
+    assert process.wait(timeout=120) != 0
+    stopped_at = torch.load(checkpoint, weights_only=True)["step"]
+    assert 0 < stopped_at < MODEL["train"]["steps"]
+
+    launch(job, job_path, 2, 1, str(tmp_path / "resume.log"))
+    assert f"resuming from {checkpoint} at step {stopped_at}" in (tmp_path / "resume.log").read_text()
+    resumed, expected = weights(job), weights(reference)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
+    rows, expected_rows = (pd.read_csv(j["outputs"]["log"]).drop(columns="seconds") for j in (job, reference))
+    pd.testing.assert_frame_equal(rows, expected_rows, rtol=1e-9)  # the log runs on as if nothing happened
 
 
-@pytest.mark.parametrize("residual", [True, False])
-def test_intensity_scaling_scales_the_hr_and_its_interpolation_alike(residual):
-    rng = np.random.default_rng(1)
-    hr, condition = torch.rand(3, 1, 4, 4, 4) * 0.8, torch.rand(3, 1, 4, 4, 4) * 0.8
-    target = (hr - condition) * 10 if residual else hr * 2 - 1
-    scaled_target, scaled_condition = scale_intensity(target, condition * 2 - 1, 0.2, residual, rng)
-    scale = ((scaled_condition + 1) / 2 / condition)[:, :, :1, :1, :1]
-    assert not torch.allclose(scale, torch.ones_like(scale))
-    scaled_hr = (scaled_condition + 1) / 2 + scaled_target / 10 if residual else (scaled_target + 1) / 2
-    torch.testing.assert_close(scaled_hr, hr * scale)
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, subjects):
+    job = make_job(tmp_path, subjects, steps=6, checkpoint_every=4, log_every=2, val_every=6)
+    torch.save({"digest": "someone else's", "step": 4}, tmp_path / "checkpoint.pt")
+    launch(job, tmp_path / "job.json", 1, 1, str(tmp_path / "train.log"))
+    log = (tmp_path / "train.log").read_text()
+    assert "belongs to other settings" in log and "resuming" not in log
+    assert pd.read_csv(job["outputs"]["log"])["step"].tolist() == [2, 4, 6]
+
+
+def test_training_reduces_the_validation_loss_on_a_learnable_problem(tmp_path, subjects):
+    job = make_job(tmp_path, subjects, steps=120, warm_start_steps=0, val_every=10, log_every=10,
+                   checkpoint_every=1000, learning_rate=5e-3, sharpness_augment=[])
+    launch(job, tmp_path / "job.json", 1, 1, str(tmp_path / "train.log"))
+    val_loss = pd.read_csv(job["outputs"]["log"])["val_loss"].tolist()
+    assert val_loss[-1] < 0.75 * val_loss[0]  # measured: 0.63
+
+
+def test_learning_rate_warms_up_then_decays_to_a_tenth():
+    settings = {"learning_rate": 1.0, "warmup_steps": 10, "steps": 110}
+    assert learning_rate_at(0, settings) == pytest.approx(0.1)
+    assert learning_rate_at(10, settings) == pytest.approx(1.0)
+    assert learning_rate_at(110, settings) == pytest.approx(0.1)

@@ -8,17 +8,25 @@ import sys
 
 from .io import MrisrError
 
+# Command-line options that override the model file's sampler defaults.
+SAMPLER_OPTIONS = {"steps": "steps", "samples": "n_samples", "eta": "eta", "data_consistency": "data_consistency"}
+
 
 def super_resolve_command(args: argparse.Namespace) -> None:
     """Super-resolve any T1w NIfTI at the model's factor, in the input's own orientation and units."""
     import torch
 
+    from .modelfile import read_model_file
     from .sample import super_resolve_file
 
     torch.set_num_threads(args.threads)
-    settings = {"steps": args.steps, "n_samples": args.samples, "device": args.device,
-                "autocast": not args.no_autocast}
-    super_resolve_file(args.input, args.model, args.output, args.uncertainty, settings, args.seed,
+    spec, _ = read_model_file(args.model)
+    settings = {**spec.sampler, "device": args.device}
+    settings.update({key: getattr(args, option) for option, key in SAMPLER_OPTIONS.items()
+                     if getattr(args, option) is not None})
+    if args.no_autocast:
+        settings["autocast"] = False
+    super_resolve_file(args.input, [(args.model, settings)], args.output, args.uncertainty, args.seed,
                        normalize=args.normalize, voxel_size_check=not args.ignore_voxel_size)
 
 
@@ -30,8 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--model", required=True, help="model.pt written by the workflow's train rule")
     sr.add_argument("--output", required=True, help="super-resolved NIfTI to write")
     sr.add_argument("--uncertainty", help="also write the voxel-wise sample sd here")
-    sr.add_argument("--steps", type=int, default=10, help="DDIM steps (default 10)")
-    sr.add_argument("--samples", type=int, default=4, help="samples averaged into the estimate (default 4)")
+    sr.add_argument("--steps", type=int, help="DDIM steps (default: the model file's)")
+    sr.add_argument("--samples", type=int, help="samples averaged into the estimate (default: the model file's)")
+    sr.add_argument("--eta", type=float, help="DDIM stochasticity (default: the model file's)")
+    sr.add_argument("--data-consistency", action=argparse.BooleanOptionalAction, default=None,
+                    help="back-project every estimate onto the input (default: the model file's)")
     sr.add_argument("--seed", type=int, default=0)
     sr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     sr.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")

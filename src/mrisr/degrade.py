@@ -31,6 +31,14 @@ def as_factors(factor: float | Sequence[float]) -> np.ndarray:
     return factors
 
 
+def factor_label(factor: float | list[float]) -> str:
+    """A factor as it appears in paths: ``2``, ``1.5`` or ``2x2x4``."""
+    factors = as_factors(factor).tolist()
+    if len(set(factors)) == 1:
+        return f"{factors[0]:g}"
+    return "x".join(f"{f:g}" for f in factors)
+
+
 def lr_shape_for(hr_shape: Sequence[int], factor: float | Sequence[float]) -> tuple[int, ...]:
     """LR grid size: the HR size divided by the factor, rounded, at least 1."""
     return tuple(max(1, int(round(n / f))) for n, f in zip(hr_shape, as_factors(factor)))
@@ -66,8 +74,8 @@ def resample(volume: np.ndarray, target_shape: Sequence[int], order: int = 3) ->
 def degrade(
     hr_volume: np.ndarray,
     factor: float | Sequence[float],
-    order: int = 3,
-    antialias: bool = True,
+    order: int,
+    antialias: bool,
     noise_std: float = 0.0,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
@@ -75,8 +83,8 @@ def degrade(
 
     Optional Gaussian anti-alias pre-filter (sigma = (f - 1) / 2 HR voxels per
     axis), spline downsampling of ``order``, then optional Rician noise of
-    ``noise_std`` (as a fraction of the intensity range) to mimic a
-    lower-field scanner.
+    ``noise_std`` (as a fraction of the intensity range, drawn from ``rng``)
+    to mimic a lower-field scanner.
     """
     factors = as_factors(factor)
     volume = np.asarray(hr_volume, dtype=np.float32)
@@ -84,7 +92,6 @@ def degrade(
         volume = ndimage.gaussian_filter(volume, sigma=(factors - 1) / 2, mode="nearest")
     lr_volume = resample(volume, lr_shape_for(volume.shape, factors), order=order)
     if noise_std > 0:
-        rng = rng or np.random.default_rng(0)
         real = lr_volume + rng.normal(0, noise_std, lr_volume.shape)
         imaginary = rng.normal(0, noise_std, lr_volume.shape)
         lr_volume = np.sqrt(real**2 + imaginary**2).astype(np.float32)
@@ -98,17 +105,47 @@ def upsample(lr_volume: np.ndarray, hr_shape: Sequence[int], method: str = "cubi
     return resample(lr_volume, hr_shape, order=INTERPOLATION_ORDERS[method])
 
 
-def make_pair(
-    brain_path: str, hr_path: str, lr_path: str, grid_path: str, factor: float | Sequence[float],
-    order: int = 3, antialias: bool = True, noise_std: float = 0.0, seed: int = 0,
+def back_project(
+    estimate: np.ndarray, lr_volume: np.ndarray, factor: float | Sequence[float], order: int, antialias: bool,
+    iterations: int,
+) -> np.ndarray:
+    """Iterative back-projection (Irani & Peleg 1991): ``x <- x + cubic(LR - degrade(x))``, ``iterations`` times.
+
+    Moves ``estimate`` towards the volumes that degrade (with the operator
+    that made the pairs) to exactly ``lr_volume``, changing it only where
+    the LR disagrees with it.
+    """
+    estimate = np.asarray(estimate, dtype=np.float32)
+    if lr_shape_for(estimate.shape, factor) != tuple(lr_volume.shape):
+        raise ValueError(f"an estimate of shape {estimate.shape} does not degrade by {factor} to the LR's "
+                         f"{lr_volume.shape}")
+    for _ in range(iterations):
+        residual = lr_volume - degrade(estimate, factor, order, antialias)
+        estimate = estimate + upsample(residual, estimate.shape, "cubic")
+    return estimate
+
+
+def lr_consistency(estimate: np.ndarray, lr_volume: np.ndarray, factor: float | Sequence[float], order: int,
+                   antialias: bool) -> float:
+    """PSNR (dB, data range 1) of the degraded estimate against the LR it came from: does it explain the LR?"""
+    error = degrade(estimate, factor, order, antialias) - lr_volume
+    mse = float(np.mean(error.astype(np.float64) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(1 / mse))
+
+
+def write_pair(
+    brain_path: str, lr_path: str, grid_path: str, factor: float | Sequence[float], order: int, antialias: bool,
+    noise_std: float, seed: int,
 ) -> None:
-    """The ``pairs`` stage: HR copy, LR on its own grid, and a JSON record of both grids."""
+    """The ``pairs`` stage: the LR scan at ``factor`` on its own grid, and a JSON record of both grids.
+
+    The HR scan of the pair is the preprocessed brain itself.
+    """
     hr_image = load_volume(brain_path)
     hr_volume = hr_image.get_fdata(dtype=np.float32)
     factors = as_factors(factor)
     lr_volume = degrade(hr_volume, factors, order, antialias, noise_std, np.random.default_rng(seed))
     lr_affine = lr_affine_for(hr_image.affine, hr_volume.shape, lr_volume.shape)
-    save_volume(hr_volume, hr_image.affine, hr_path, description="mrisr HR")
     save_volume(lr_volume, lr_affine, lr_path, description=f"mrisr LR x{factors.tolist()}")
     write_json({
         "factor": factors.tolist(),

@@ -9,7 +9,7 @@ Two schedules are offered:
 
 * ``"cosine"``: Nichol & Dhariwal's cosine ``alpha_bar`` (offset s = 0.008,
   betas clipped at 0.999), the standard choice.
-* ``"seed"``: the seed's literal per-step ``alpha_t = cos^2(pi t / 2T)`` whose
+* ``"cos2_product"``: the seed's literal per-step ``alpha_t = cos^2(pi t / 2T)`` whose
   product ``alpha_bar`` collapses to ~0 within the first fifth of the steps;
   kept so the two can be compared (see docs/decisions.md).
 
@@ -19,16 +19,16 @@ Index ``t`` runs over ``0 .. T-1``; ``t = T-1`` is (almost) pure noise.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
-Schedule = Literal["cosine", "seed"]
+Schedule = Literal["cosine", "cos2_product"]
 Prediction = Literal["x0", "eps", "v"]
 
 
-def seed_alphas(timesteps: int) -> np.ndarray:
+def cos2_alphas(timesteps: int) -> np.ndarray:
     """Per-step ``alpha_t = cos^2(pi t / 2T)`` for ``t = 1..T`` (the seed's formula 1)."""
     t = np.arange(1, timesteps + 1, dtype=np.float64)
     alphas = np.cos(np.pi * t / (2 * timesteps)) ** 2
@@ -51,15 +51,15 @@ def cosine_alpha_bar(timesteps: int, offset: float = 0.008, max_beta: float = 0.
 def make_alpha_bar(schedule: Schedule, timesteps: int) -> np.ndarray:
     """``alpha_bar`` for ``t = 1..T`` (float64) under the named schedule, floored at 1e-12.
 
-    The seed schedule's product underflows to exactly 0 after a few hundred
+    The cos2_product schedule underflows to exactly 0 after a few hundred
     steps; the floor keeps the samplers' ratios finite (1e-12 is pure noise all the same).
     """
-    if schedule == "seed":
-        alpha_bar = np.cumprod(seed_alphas(timesteps))
+    if schedule == "cos2_product":
+        alpha_bar = np.cumprod(cos2_alphas(timesteps))
     elif schedule == "cosine":
         alpha_bar = cosine_alpha_bar(timesteps)
     else:
-        raise ValueError(f"unknown schedule {schedule!r}; use 'cosine' or 'seed'")
+        raise ValueError(f"unknown schedule {schedule!r}; use 'cosine' or 'cos2_product'")
     return np.maximum(alpha_bar, 1e-12)
 
 
@@ -143,23 +143,30 @@ class GaussianDiffusion:
     def ddim_sample(
         self,
         denoise: Callable[[torch.Tensor, int], torch.Tensor],
-        shape: tuple[int, ...],
+        noise: torch.Tensor,
         steps: int,
-        generator: torch.Generator | None = None,
         eta: float = 0.0,
-        device: torch.device | str = "cpu",
+        generators: Sequence[torch.Generator] | None = None,
+        project: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Run DDIM from pure noise; ``denoise(x_t, t)`` returns the network output for ``x_t``.
+        """Run DDIM from ``noise`` (standard normal, one row per sample) and return the final x0 estimates.
 
-        ``denoise`` sees the whole ``x_t`` so that a caller can evaluate it patch-wise
-        (see :func:`mrisr.sample.sliding_window`); ``eta = 0`` is deterministic DDIM.
+        ``denoise(x_t, t)`` returns the network output for the whole batch
+        ``x_t``, so that a caller can evaluate it patch-wise (see
+        :func:`mrisr.sample.sliding_window`). ``eta = 0`` is deterministic DDIM;
+        with ``eta > 0`` row i draws its fresh noise from ``generators[i]``.
+        ``project`` maps every x0 estimate onto the set the caller trusts
+        (for super-resolution: volumes consistent with the LR scan).
         """
-        x_t = torch.randn(shape, generator=generator, device=device) * self.noise_std
+        x_t = noise * self.noise_std
         schedule = self.ddim_timesteps(steps)
         x0 = x_t
         for index, t in enumerate(schedule):
-            t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
+            t_batch = torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device)
             x0, eps = self.predict_x0_eps(denoise(x_t, t), x_t, t_batch)
+            if project is not None:
+                x0 = project(x0)
+                eps = self.eps_from_x0(x0, x_t, t_batch)
             if index + 1 == len(schedule):
                 break
             alpha_bar = float(self.alpha_bar[t])
@@ -168,5 +175,11 @@ class GaussianDiffusion:
             direction = math.sqrt(max(1 - alpha_bar_next - sigma**2, 0.0)) * self.noise_std * eps
             x_t = math.sqrt(alpha_bar_next) * x0 + direction
             if sigma > 0:
-                x_t = x_t + sigma * self.noise_std * torch.randn(shape, generator=generator, device=device)
+                fresh = torch.stack([torch.randn(x_t.shape[1:], generator=g, device=x_t.device) for g in generators])
+                x_t = x_t + sigma * self.noise_std * fresh
         return x0
+
+    def eps_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The noise (standard normal units) that takes ``x0`` to ``x_t`` at ``t``."""
+        alpha_bar = self._alpha_bar_at(t, x_t)
+        return (x_t - alpha_bar.sqrt() * x0) / ((1 - alpha_bar).sqrt() * self.noise_std).clamp_min(1e-8)

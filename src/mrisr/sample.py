@@ -1,9 +1,14 @@
-"""Super-resolving whole volumes: patch-wise DDIM sampling with overlap blending.
+"""Super-resolving whole volumes: patch-wise DDIM sampling with overlap blending, consistent with the LR.
 
 At every DDIM step the denoiser is evaluated over the whole volume in
 overlapping patches whose outputs are blended with Gaussian weights, so the
 noisy estimate stays one consistent volume (no seams) while memory is bounded
-by the patch, not the volume.
+by the patch, not the volume. The K samples of a subject go through each
+patch together, in one batch. A tri-planar model evaluates its three planes'
+networks over the whole volume and averages their x0 estimates at every step.
+With ``data_consistency`` every x0 estimate is back-projected onto the
+volumes that degrade to the LR scan, so samples differ only where the LR
+does not decide the answer.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .degrade import hr_grid_for, upsample
-from .diffusion import GaussianDiffusion
+from .degrade import back_project, hr_grid_for
 from .io import MrisrError, load_volume, save_volume, voxel_sizes
-from .model import UNet3D, resolve_device
+from .modelfile import (
+    ModelSpec, condition_image, condition_to_network, image_from_network, load_model, target_to_network,
+)
+from .networks import resolve_device, slab_shapes
 
 log = logging.getLogger(__name__)
 
@@ -48,145 +55,164 @@ def gaussian_weights(patch_size: Sequence[int], sigma_scale: float = 0.125) -> t
 
 
 def sliding_window(
-    volume: torch.Tensor,
+    volumes: torch.Tensor,
     patch_size: Sequence[int],
     predict: Callable[[torch.Tensor], torch.Tensor],
-    overlap: float = 0.5,
-    batch_size: int = 4,
+    overlap: float,
+    batch_size: int,
 ) -> torch.Tensor:
-    """Apply ``predict`` to overlapping patches of ``volume`` (C, X, Y, Z) and blend the outputs.
+    """Apply ``predict`` to overlapping patches of ``volumes`` (N, C, X, Y, Z) and blend the outputs.
 
-    ``predict`` maps a batch (B, C, *patch) to (B, C_out, *patch). Volumes
-    smaller than the patch are padded (edge values) and cropped back.
+    ``predict`` maps a batch (B, C, *patch) to (B, C_out, *patch); each call
+    gets ``batch_size`` patch positions of all N volumes. Volumes smaller than
+    the patch are padded (edge values) and cropped back.
     """
-    spatial = tuple(volume.shape[1:])
+    count, spatial = volumes.shape[0], tuple(volumes.shape[2:])
     padding = [max(0, p - s) for p, s in zip(patch_size, spatial)]
     if any(padding):
-        pad = [side for p in reversed(padding) for side in (0, p)]
-        volume = torch.nn.functional.pad(volume[None], pad, mode="replicate")[0]
-    padded = tuple(volume.shape[1:])
-    weights = gaussian_weights(patch_size).to(volume.device)
+        volumes = torch.nn.functional.pad(volumes, [side for p in reversed(padding) for side in (0, p)],
+                                          mode="replicate")
+    padded = tuple(volumes.shape[2:])
+    weights = gaussian_weights(patch_size).to(volumes.device)
     corners = list(itertools.product(*(patch_starts(n, p, overlap) for n, p in zip(padded, patch_size))))
     output = None
-    total_weight = torch.zeros(padded, device=volume.device)
+    total_weight = torch.zeros(padded, device=volumes.device)
     for first in range(0, len(corners), batch_size):
-        chunk = corners[first:first + batch_size]
-        slices = [tuple(slice(c, c + p) for c, p in zip(corner, patch_size)) for corner in chunk]
-        batch = torch.stack([volume[(slice(None), *s)] for s in slices])
+        windows = [tuple(slice(c, c + p) for c, p in zip(corner, patch_size))
+                   for corner in corners[first:first + batch_size]]
+        batch = torch.cat([volumes[(slice(None), slice(None), *window)] for window in windows])
         predicted = predict(batch).float()
         if output is None:
-            output = torch.zeros((predicted.shape[1], *padded), device=volume.device)
-        for index, s in enumerate(slices):
-            output[(slice(None), *s)] += predicted[index] * weights
-            total_weight[s] += weights
+            output = torch.zeros((count, predicted.shape[1], *padded), device=volumes.device)
+        for index, window in enumerate(windows):
+            output[(slice(None), slice(None), *window)] += predicted[index * count:(index + 1) * count] * weights
+            total_weight[window] += weights
     output = output / total_weight
-    return output[(slice(None), *(slice(0, n) for n in spatial))]
+    return output[(slice(None), slice(None), *(slice(0, n) for n in spatial))]
 
 
-def condition_from_lr(lr_volume: np.ndarray, hr_shape: Sequence[int]) -> np.ndarray:
-    """The network's conditioning input: the LR volume cubic-interpolated to the HR grid, clipped to [0, 1]."""
-    return np.clip(upsample(lr_volume, hr_shape, "cubic"), 0.0, 1.0)
+def evaluated_voxels(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> int:
+    """Voxels one sliding-window pass feeds the network (over the volume's own voxel count: the overlap cost)."""
+    padded = [max(n, p) for n, p in zip(shape, patch_size)]
+    positions = np.prod([len(patch_starts(n, p, overlap)) for n, p in zip(padded, patch_size)])
+    return int(positions * np.prod(patch_size))
 
 
-def load_model(path: str, device: torch.device | str = "cpu") -> tuple[UNet3D, GaussianDiffusion, dict]:
-    """Load a trained model file: the EMA network (eval mode), its diffusion process and metadata."""
-    bundle = torch.load(path, map_location=device, weights_only=False)
-    network = UNet3D(**bundle["model"]).to(device)
-    network.load_state_dict(bundle["state_dict"])
-    network.eval()
-    diffusion = GaussianDiffusion(**bundle["diffusion"])
-    return network, diffusion, bundle
+def sample_patch_shapes(spec: ModelSpec, patch_size: Sequence[int]) -> list[list[int]]:
+    """The windows a model is evaluated over: the 3D patch, or a tri-planar model's three slabs."""
+    return slab_shapes(list(patch_size)) if spec.kind == "triplanar" else [list(patch_size)]
 
 
 def sample_volume(
     condition: np.ndarray,
-    network: UNet3D,
-    diffusion: GaussianDiffusion,
-    residual_scale: float,
-    steps: int = 10,
-    n_samples: int = 4,
-    eta: float = 0.0,
-    patch_size: Sequence[int] = (32, 32, 32),
-    overlap: float = 0.25,
-    batch_size: int = 4,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    autocast: bool = True,
+    network: torch.nn.Module,
+    spec: ModelSpec,
+    settings: dict,
+    seed: int,
+    project: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``n_samples`` DDIM samples given the interpolated LR ``condition`` (HR grid, [0, 1]).
+    """Draw ``settings["n_samples"]`` DDIM samples given the conditioning image (output grid, [0, 1]).
 
     Returns their mean (the estimate) and voxel-wise standard deviation (an
-    uncertainty map). The network predicts the residual over ``condition``
-    scaled by ``residual_scale`` (0: it predicts the image itself in [-1, 1]).
+    uncertainty map). Sample i starts from the noise of ``seed + i``.
+    ``project`` maps an image estimate onto the images the caller trusts; it
+    is applied to every x0 estimate.
     """
-    condition_tensor = torch.from_numpy(np.asarray(condition, np.float32) * 2 - 1)[None].to(device)
-    device_type = torch.device(device).type
+    device = resolve_device(settings["device"])
+    diffusion, scale = spec.diffusion_process(), spec.residual_scale
+    count = settings["n_samples"]
+    condition_tensor = torch.from_numpy(np.asarray(condition, np.float32))[None, None].to(device)
+    network_condition = condition_to_network(condition_tensor)
     network = network.to(device)
+    shapes = sample_patch_shapes(spec, settings["patch_size"])
 
     def denoise(x_t: torch.Tensor, t: int) -> torch.Tensor:
         def predict(batch: torch.Tensor) -> torch.Tensor:
-            t_batch = torch.full((batch.shape[0],), t, dtype=torch.long, device=batch.device)
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            t_batch = torch.full((len(batch),), t, dtype=torch.long, device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings["autocast"]):
                 return network(batch, t_batch)
 
-        stacked = torch.cat([x_t[0], condition_tensor], dim=0)
-        return sliding_window(stacked, patch_size, predict, overlap, batch_size)[None]
+        stacked = torch.cat([x_t, network_condition.expand(len(x_t), -1, *condition.shape)], dim=1)
+        outputs = [sliding_window(stacked, shape, predict, settings["overlap"], settings["batch_size"])
+                   for shape in shapes]
+        return torch.stack(outputs).mean(dim=0)
 
-    samples = []
-    for index in range(n_samples):
-        started = time.perf_counter()
-        generator = torch.Generator(device=device).manual_seed(seed + index)
-        x0 = diffusion.ddim_sample(denoise, (1, 1, *condition.shape), steps, generator, eta, device)[0, 0]
-        x0 = x0.float().cpu().numpy()
-        estimate = condition + x0 / residual_scale if residual_scale > 0 else (x0 + 1) / 2
-        samples.append(np.clip(estimate, 0.0, 1.0))
-        log.info("sample %d/%d: %d DDIM steps in %.1f s", index + 1, n_samples, steps, time.perf_counter() - started)
-    stacked_samples = np.stack(samples)
-    return stacked_samples.mean(axis=0).astype(np.float32), stacked_samples.std(axis=0).astype(np.float32)
+    def project_x0(x0: torch.Tensor) -> torch.Tensor:
+        images = image_from_network(x0, condition_tensor, scale).float().cpu().numpy()
+        projected = torch.from_numpy(np.stack([project(image[0]) for image in images])[:, None]).to(device)
+        return target_to_network(projected, condition_tensor, scale)
+
+    generators = [torch.Generator().manual_seed(seed + index) for index in range(count)]
+    noise = torch.stack([torch.randn((1, *condition.shape), generator=g) for g in generators]).to(device)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        x0 = diffusion.ddim_sample(denoise, noise, settings["steps"], settings["eta"], generators,
+                                   project_x0 if project else None)
+        images = image_from_network(x0.float(), condition_tensor, scale)[:, 0].clamp(0, 1).cpu().numpy()
+    log.info("%d sample(s), %d DDIM steps, %s voxels: %.1f s", count, settings["steps"], condition.shape,
+             time.perf_counter() - started)
+    return images.mean(axis=0).astype(np.float32), images.std(axis=0).astype(np.float32)
 
 
-def check_voxel_size(lr_image, bundle: dict, path: str) -> None:
+def super_resolve(
+    lr_volume: np.ndarray, output_shape: Sequence[int], spec: ModelSpec, network: torch.nn.Module, settings: dict,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One model's estimate (mean of samples) and sample sd on ``output_shape`` from an LR volume in [0, 1]."""
+    project = None
+    if settings["data_consistency"]:
+        degradation = spec.degradation
+
+        def project(image: np.ndarray) -> np.ndarray:
+            return back_project(image, lr_volume, spec.upsampling, degradation["order"], degradation["antialias"],
+                                settings["consistency_iterations"])
+
+    return sample_volume(condition_image(lr_volume, output_shape), network, spec, settings, seed, project)
+
+
+def check_voxel_size(lr_image, spec: ModelSpec, path: str) -> None:
     """Refuse an input whose voxels do not fit the model's factor (say, an HR scan given as LR)."""
-    expected_mm = np.asarray(bundle["hr_voxel_mm"]) * np.asarray(bundle["factor"])
+    expected_mm = np.asarray(spec.voxel_mm) * np.asarray(spec.upsampling)
     input_mm = voxel_sizes(lr_image.affine)
     if np.any(np.abs(input_mm / expected_mm - 1) > 0.25):
         raise MrisrError(
             f"{path}: voxel size {input_mm.round(2).tolist()} mm, but this model turns "
-            f"{expected_mm.round(2).tolist()} mm scans into {np.round(bundle['hr_voxel_mm'], 2).tolist()} mm "
-            f"(factor {bundle['factor']}); use a model trained for this factor, or skip this check")
+            f"{expected_mm.round(2).tolist()} mm scans into {np.round(spec.voxel_mm, 2).tolist()} mm "
+            f"(factor {spec.upsampling}); use a model trained for this factor, or skip this check")
 
 
 def super_resolve_file(
-    lr_path: str, model_path: str, sr_path: str, std_path: str | None, settings: dict, seed: int,
+    lr_path: str, stages: Sequence[tuple[str, dict]], sr_path: str, std_path: str | None, seed: int,
     grid_path: str | None = None, normalize: bool = False, voxel_size_check: bool = False,
 ) -> None:
-    """Super-resolve an LR NIfTI into an SR mean (and sd) NIfTI on the HR grid.
+    """Super-resolve an LR NIfTI into an SR mean (and sd) NIfTI, through one model or a cascade of them.
 
-    The HR grid comes from the pair's ``pair.json`` when given, else from the
-    LR grid and the model's factor, in the input's own orientation.
-    ``normalize`` applies the training normalisation (white-matter peak to
-    0.75) to an arbitrary scan and writes the result in the input's units.
+    ``stages`` are ``(model file, sampler settings)`` applied in turn (a
+    cascade passes each stage's estimate to the next). The final grid comes
+    from the pair's ``pair.json`` when given, else from the LR grid and the
+    models' factors, in the input's own orientation. ``normalize`` applies the
+    training normalisation (white-matter peak to 0.75) to an arbitrary scan and
+    writes the result in the input's units.
     """
     lr_image = load_volume(lr_path)
-    device = resolve_device(settings.get("device", "auto"))
-    network, diffusion, bundle = load_model(model_path, device)
-    if voxel_size_check:
-        check_voxel_size(lr_image, bundle, lr_path)
-    if grid_path:
-        grid = json.loads(Path(grid_path).read_text())
-        hr_shape, hr_affine = tuple(grid["hr_shape"]), np.asarray(grid["hr_affine"])
-    else:
-        hr_shape, hr_affine = hr_grid_for(lr_image.affine, lr_image.shape, bundle["factor"])
-    volume = lr_image.get_fdata(dtype=np.float32)
+    volume, affine = lr_image.get_fdata(dtype=np.float32), lr_image.affine
     scale = 1.0
-    if normalize:  # preprocess imports ANTs: only the command line needs it
+    if normalize:
         from .intensity import WHITE_MATTER_LEVEL, white_matter_peak
 
         scale = white_matter_peak(volume[volume > 0]) / WHITE_MATTER_LEVEL
-    options = {"patch_size": bundle["patch_size"], **{k: v for k, v in settings.items() if k != "device"}}
-    mean, std = sample_volume(condition_from_lr(np.clip(volume / scale, 0, 1), hr_shape),
-                              network, diffusion, bundle["residual_scale"], seed=seed, device=device, **options)
-    save_volume(mean * scale, hr_affine, sr_path, description="mrisr SR (mean of samples)")
+    volume = np.clip(volume / scale, 0, 1)
+    for index, (model_path, settings) in enumerate(stages):
+        spec, network = load_model(model_path, resolve_device(settings["device"]))
+        if voxel_size_check and index == 0:
+            check_voxel_size(lr_image, spec, lr_path)
+        shape, affine = hr_grid_for(affine, volume.shape, spec.upsampling)
+        if grid_path and index == len(stages) - 1:
+            grid = json.loads(Path(grid_path).read_text())
+            shape, affine = tuple(grid["hr_shape"]), np.asarray(grid["hr_affine"])
+        log.info("stage %d/%d: %s (%s) -> %s voxels", index + 1, len(stages), model_path, spec.kind, shape)
+        volume, spread = super_resolve(volume, shape, spec, network, settings, seed)
+    save_volume(volume * scale, affine, sr_path, description="mrisr SR (mean of samples)")
     if std_path:
-        save_volume(std * scale, hr_affine, std_path, description="mrisr SR sample sd")
-    log.info("%s -> %s: %s voxels of %s mm", lr_path, sr_path, hr_shape, voxel_sizes(hr_affine).round(3).tolist())
+        save_volume(spread * scale, affine, std_path, description="mrisr SR sample sd")
+    log.info("%s -> %s: %s voxels of %s mm", lr_path, sr_path, volume.shape, voxel_sizes(affine).round(3).tolist())

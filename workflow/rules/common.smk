@@ -1,16 +1,19 @@
-# Shared by every stage: config validation, the subject list and split, path helpers.
+# Shared by every stage: config validation, subjects and split, the models, path helpers.
+import re
 import sys
 
 # Rule scripts import the mrisr package from this checkout, installed or not (e.g. in --sdm conda envs).
 sys.path.insert(0, f"{workflow.basedir}/src")
 
+from dataclasses import asdict
 from pathlib import Path
 
 from mrisr.workflow import expose_package
 
 expose_package(f"{workflow.basedir}/src")
 
-from mrisr.config import validate_config
+from mrisr.config import TRAINABLE_KINDS, resolve_models, validate_config
+from mrisr.degrade import factor_label
 from mrisr.fetch import sample_subjects
 from mrisr.hcp import check_access, read_subject_list, s3_client
 from mrisr.io import MrisrError
@@ -30,12 +33,14 @@ def source_subjects(data):
     if data["source"] == "sample":
         return sample_subjects(data["sample"]["derived_per_volume"]), {}
     if data["source"] == "local":
-        local = data.get("local") or {}
-        if not local.get("path"):
+        local = data["local"]
+        if not local["path"]:
             raise MrisrError("data.local.path: set it to your folder of NIfTI files or BIDS dataset")
-        files = discover_local(local["path"], local.get("pattern", "*.nii*"), local.get("subjects"))
+        files = discover_local(local["path"], local["pattern"], local["subjects"])
         check_local_files(files)
         return list(files), files
+    if not data["hcp"]["subjects"]:
+        raise MrisrError("data.hcp.subjects: list the HCP subject IDs (or give a CSV/TSV with a `subject` column)")
     return read_subject_list(data["hcp"]["subjects"]), {}
 
 
@@ -44,8 +49,15 @@ def check_hcp_access(data, subjects):
     hcp = data["hcp"]
     pending = [s for s in subjects if not Path(f"{RESULTS}/raw/{s}/T1w.nii.gz").exists()]
     if pending:
-        client = s3_client(hcp.get("aws_profile"), hcp.get("endpoint_url"))
+        client = s3_client(hcp["aws_profile"], hcp["endpoint_url"])
         check_access(client, hcp["bucket"], pending, hcp["file"], hcp["prefix"])
+
+
+def model_file_header(path):
+    """A pretrained model's settings, read (safely) from its file."""
+    from mrisr.modelfile import read_model_file
+
+    return asdict(read_model_file(path)[0])
 
 
 RESULTS = "results"
@@ -56,11 +68,13 @@ if USER_SPLIT:
     config["split"] = USER_SPLIT
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    MODELS = resolve_models(config, model_file_header)
+    TRAINED = [name for name, model in MODELS.items() if model["kind"] in TRAINABLE_KINDS and "pretrained" not in model]
     AVAILABLE, LOCAL_FILES = source_subjects(config["data"])
-    SPLIT = resolve_split(config["split"], AVAILABLE, config["seed"])
+    SPLIT = resolve_split(config["split"], AVAILABLE, config["seed"], train_required=bool(TRAINED))
     TRAIN, VAL, TEST = SPLIT["train"], SPLIT["val"], SPLIT["test"]
     SUBJECTS = list(dict.fromkeys(TRAIN + VAL + TEST))
-    problem = missing_tool(config["preprocess"].get("skull_strip", "template"))
+    problem = missing_tool(config["preprocess"]["skull_strip"])
     if problem:
         raise MrisrError(problem)
     if config["data"]["source"] == "hcp":
@@ -68,12 +82,18 @@ try:
 except MrisrError as error:
     fail(error)
 
-MODEL = "diffusion"
-GPUS = 1 if config.get("use_gpu", True) else 0
+# Models scored against the HR scan (a cascade's first stage produces a coarser grid and is not).
+EVALUATED = [name for name, model in MODELS.items() if all(f == 1 for f in model["output_factor"])]
+# Every LR factor a model starts from, by its label in paths (x2, x2x2x4, ...).
+FACTORS = {factor_label(model["factor"]): model["factor"] for model in MODELS.values() if model["kind"] != "cascade"}
+EVALUATED_FACTORS = sorted({factor_label(MODELS[name]["factor"]) for name in EVALUATED})
+GPUS = 1 if config["use_gpu"] else 0
 
 
 wildcard_constraints:
     subject="[A-Za-z0-9]+",
+    model="|".join(MODELS),
+    factor="|".join(map(re.escape, FACTORS)),
 
 
 def canonical(value):
@@ -91,28 +111,61 @@ def canonical(value):
 
 def settings(section):
     """A config section as a rule's params."""
-    return canonical(config.get(section, {}))
+    return canonical(config[section])
 
 
 def source_settings(data):
     """The data source's own settings, minus the subject list: adding a subject refetches nothing."""
-    own = dict(data.get(data["source"]) or {})
+    own = dict(data[data["source"]])
     own.pop("subjects", None)
     own.pop("derived_per_volume", None)
     return canonical(own)
 
 
-def pair_files(subjects):
-    """HR, LR and brain-mask paths of each subject, as the training script reads them."""
+def degradation():
+    """How the pairs made an LR scan from an HR scan, apart from the factor: the forward operator."""
+    return canonical({key: value for key, value in config["pairs"].items() if key != "factor"})
+
+
+def factor_of(model):
+    return factor_label(MODELS[model]["factor"])
+
+
+def hr_file(subject):
+    return f"{RESULTS}/preproc/{subject}/T1w_brain.nii.gz"
+
+
+def mask_file(subject):
+    return f"{RESULTS}/preproc/{subject}/brain_mask.nii.gz"
+
+
+def lr_file(subject, factor, name="lr.nii.gz"):
+    return f"{RESULTS}/pairs/{subject}/x{factor}/{name}"
+
+
+def model_file(model):
+    """The model file of a model: the pretrained one, or the train rule's output."""
+    return MODELS[model].get("pretrained") or f"{RESULTS}/models/{model}/model.pt"
+
+
+def stages(model):
+    """The models a model's super-resolution runs, in turn: a cascade's stages, or itself."""
+    return MODELS[model].get("stages", [model])
+
+
+def training_files(model):
+    """HR, LR (at the model's factor) and brain-mask path of each training and validation subject."""
+    factor = factor_of(model)
     return {
-        f"{kind}_{subject}": path.format(subject=subject)
-        for subject in subjects
-        for kind, path in (
-            ("hr", f"{RESULTS}/pairs/{{subject}}/hr.nii.gz"),
-            ("lr", f"{RESULTS}/pairs/{{subject}}/lr.nii.gz"),
-            ("mask", f"{RESULTS}/preproc/{{subject}}/brain_mask.nii.gz"),
-        )
+        f"{kind}_{subject}": path
+        for subject in TRAIN + VAL
+        for kind, path in (("hr", hr_file(subject)), ("lr", lr_file(subject, factor)), ("mask", mask_file(subject)))
     }
+
+
+def evaluated_at(factor):
+    """The evaluated models that start from LR factor ``factor``."""
+    return [name for name in EVALUATED if factor_of(name) == factor]
 
 
 def final_outputs():

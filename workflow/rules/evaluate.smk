@@ -1,23 +1,23 @@
-# Stage 6: PSNR/SSIM of the model and the interpolation baselines on the same voxels.
+# Stage 6: every model and baseline scored on the same voxels of each test subject, side by side.
 
 
 rule evaluate:
     input:
-        hr=f"{RESULTS}/pairs/{{subject}}/hr.nii.gz",
-        lr=f"{RESULTS}/pairs/{{subject}}/lr.nii.gz",
-        mask=f"{RESULTS}/preproc/{{subject}}/brain_mask.nii.gz",
-        sr=f"{RESULTS}/sr/{MODEL}/{{subject}}/sr.nii.gz",
-        sr_std=f"{RESULTS}/sr/{MODEL}/{{subject}}/sr_std.nii.gz",
+        hr=hr_file("{subject}"),
+        lr=lambda wildcards: lr_file(wildcards.subject, factor_of(wildcards.model)),
+        mask=mask_file("{subject}"),
+        sr=f"{RESULTS}/sr/{{model}}/{{subject}}/sr.nii.gz",
+        sr_std=f"{RESULTS}/sr/{{model}}/{{subject}}/sr_std.nii.gz",
     output:
-        metrics=f"{RESULTS}/metrics/{{subject}}.csv",
-        panel=report(
-            f"{RESULTS}/figures/{{subject}}_panel.png",
-            caption="../report/panel.rst",
-            category="Super-resolution",
-            subcategory="{subject}",
-        ),
+        metrics=f"{RESULTS}/metrics/{{subject}}/model_{{model}}.csv",
+        calibration=f"{RESULTS}/metrics/{{subject}}/model_{{model}}_calibration.csv",
     log:
-        "logs/evaluate/{subject}.log",
+        "logs/evaluate/{model}/{subject}.log",
+    params:
+        kind=lambda wildcards: MODELS[wildcards.model]["kind"],
+        factor=lambda wildcards: MODELS[wildcards.model]["factor"],
+        degradation=degradation(),
+        tissue_classes=config["evaluate"]["tissue_classes"],
     threads: 1
     conda:
         "../../envs/evaluate.yaml"
@@ -25,9 +25,59 @@ rule evaluate:
         "../../scripts/evaluate.py"
 
 
+rule evaluate_baselines:
+    input:
+        hr=hr_file("{subject}"),
+        lr=lr_file("{subject}", "{factor}"),
+        mask=mask_file("{subject}"),
+    output:
+        metrics=f"{RESULTS}/metrics/{{subject}}/baselines_x{{factor}}.csv",
+    log:
+        "logs/evaluate/baselines/{subject}_x{factor}.log",
+    params:
+        factor=lambda wildcards: FACTORS[wildcards.factor],
+        settings=settings("evaluate"),
+        degradation=degradation(),
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../scripts/evaluate_baselines.py"
+
+
+rule panel:
+    input:
+        hr=hr_file("{subject}"),
+        lr=lr_file("{subject}", "{factor}"),
+        mask=mask_file("{subject}"),
+        sr=lambda wildcards: [f"{RESULTS}/sr/{model}/{wildcards.subject}/sr.nii.gz" for model in evaluated_at(wildcards.factor)],
+        sr_std=lambda wildcards: [f"{RESULTS}/sr/{model}/{wildcards.subject}/sr_std.nii.gz" for model in evaluated_at(wildcards.factor)],
+    output:
+        panel=report(
+            f"{RESULTS}/figures/{{subject}}_x{{factor}}_panel.png",
+            caption="../report/panel.rst",
+            category="Super-resolution",
+            subcategory="{subject}",
+        ),
+    log:
+        "logs/panel/{subject}_x{factor}.log",
+    params:
+        models=lambda wildcards: evaluated_at(wildcards.factor),
+        factor=lambda wildcards: FACTORS[wildcards.factor],
+        iterations=config["evaluate"]["back_projection_iterations"],
+        degradation=degradation(),
+    threads: 1
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../scripts/panel.py"
+
+
 rule summarize:
     input:
-        metrics=expand(f"{RESULTS}/metrics/{{subject}}.csv", subject=TEST),
+        models=expand(f"{RESULTS}/metrics/{{subject}}/model_{{model}}.csv", subject=TEST, model=EVALUATED),
+        baselines=expand(f"{RESULTS}/metrics/{{subject}}/baselines_x{{factor}}.csv", subject=TEST,
+                         factor=EVALUATED_FACTORS),
     output:
         summary=report(
             f"{RESULTS}/metrics/summary.csv",

@@ -1,17 +1,17 @@
-# Stage 3: spline-downsampled LR scans on their own coarser grid, paired with the HR scan.
+# Stage 3: spline-downsampled LR scans on their own coarser grid, one per factor a model starts from.
 
 
 rule pairs:
     input:
-        brain=f"{RESULTS}/preproc/{{subject}}/T1w_brain.nii.gz",
+        brain=hr_file("{subject}"),
     output:
-        hr=f"{RESULTS}/pairs/{{subject}}/hr.nii.gz",
-        lr=f"{RESULTS}/pairs/{{subject}}/lr.nii.gz",
-        grid=f"{RESULTS}/pairs/{{subject}}/pair.json",
+        lr=lr_file("{subject}", "{factor}"),
+        grid=lr_file("{subject}", "{factor}", "pair.json"),
     log:
-        "logs/pairs/{subject}.log",
+        "logs/pairs/{subject}_x{factor}.log",
     params:
-        settings=settings("pairs"),
+        factor=lambda wildcards: FACTORS[wildcards.factor],
+        degradation=degradation(),
         seed=config["seed"],
     threads: 1
     conda:

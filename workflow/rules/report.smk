@@ -1,14 +1,19 @@
 # Stage 7: one self-contained HTML page a reviewer opens from disk.
 
+# Per test subject: its slice panel at each factor, and each model's calibration table.
+PANELS = {s: {f: f"{RESULTS}/figures/{s}_x{f}_panel.png" for f in EVALUATED_FACTORS} for s in TEST}
+CALIBRATION = {s: {m: f"{RESULTS}/metrics/{s}/model_{m}_calibration.csv" for m in EVALUATED} for s in TEST}
+
 
 rule report:
     input:
         summary=f"{RESULTS}/metrics/summary.csv",
         split=f"{RESULTS}/split.tsv",
-        train_log=f"{RESULTS}/models/{MODEL}/train_log.csv",
-        curves=f"{RESULTS}/models/{MODEL}/training_curves.png",
-        validation=f"{RESULTS}/models/{MODEL}/validation.png",
-        panels=expand(f"{RESULTS}/figures/{{subject}}_panel.png", subject=TEST),
+        train_logs=expand(f"{RESULTS}/models/{{model}}/train_log.csv", model=TRAINED),
+        curves=expand(f"{RESULTS}/models/{{model}}/training_curves.png", model=TRAINED),
+        validation=expand(f"{RESULTS}/models/{{model}}/validation.png", model=TRAINED),
+        panels=[path for by_factor in PANELS.values() for path in by_factor.values()],
+        calibration=[path for by_model in CALIBRATION.values() for path in by_model.values()],
         qc=expand(f"{RESULTS}/preproc/{{subject}}/qc.png", subject=SUBJECTS),
         timing=expand(f"{RESULTS}/preproc/{{subject}}/timing.csv", subject=SUBJECTS),
     output:
@@ -22,7 +27,10 @@ rule report:
         "logs/report.log",
     params:
         config=canonical(config),
-        test_subjects=TEST,
+        models=canonical(MODELS),
+        trained=TRAINED,
+        panels=PANELS,
+        calibration=CALIBRATION,
         subjects=SUBJECTS,
     conda:
         "../../envs/evaluate.yaml"

@@ -1,18 +1,19 @@
-# Stage 5: patch-wise DDIM sampling of each held-out subject; mean of samples and their sd.
+# Stage 5: each model on each held-out subject: patch-wise DDIM sampling, mean of samples and their sd.
+# A cascade runs its stages in turn; a pretrained model is used from its file.
 
 
 rule super_resolve:
     input:
-        lr=f"{RESULTS}/pairs/{{subject}}/lr.nii.gz",
-        grid=f"{RESULTS}/pairs/{{subject}}/pair.json",
-        model=f"{RESULTS}/models/{MODEL}/model.pt",
+        lr=lambda wildcards: lr_file(wildcards.subject, factor_of(wildcards.model)),
+        grid=lambda wildcards: lr_file(wildcards.subject, factor_of(wildcards.model), "pair.json"),
+        models=lambda wildcards: [model_file(stage) for stage in stages(wildcards.model)],
     output:
-        sr=f"{RESULTS}/sr/{MODEL}/{{subject}}/sr.nii.gz",
-        sr_std=f"{RESULTS}/sr/{MODEL}/{{subject}}/sr_std.nii.gz",
+        sr=f"{RESULTS}/sr/{{model}}/{{subject}}/sr.nii.gz",
+        sr_std=f"{RESULTS}/sr/{{model}}/{{subject}}/sr_std.nii.gz",
     log:
-        f"logs/super_resolve/{MODEL}/{{subject}}.log",
+        "logs/super_resolve/{model}/{subject}.log",
     params:
-        sample=settings("sample"),
+        samplers=lambda wildcards: [canonical(MODELS[stage]["sampler"]) for stage in stages(wildcards.model)],
         seed=config["seed"],
     threads: 1
     resources:

@@ -1,36 +1,40 @@
-# Stage 4: the conditional diffusion model, trained once on all training pairs (a GPU job).
+# Stage 4: each trainable model in `models:`, trained once on all training pairs (a GPU job), data-parallel
+# over the job's GPUs or CPU cores through torchrun.
 
 
 rule train:
     input:
-        unpack(lambda wildcards: pair_files(TRAIN + VAL)),
+        unpack(lambda wildcards: training_files(wildcards.model)),
     output:
-        model=f"{RESULTS}/models/{MODEL}/model.pt",
-        log_csv=f"{RESULTS}/models/{MODEL}/train_log.csv",
+        model=f"{RESULTS}/models/{{model}}/model.pt",
+        log_csv=f"{RESULTS}/models/{{model}}/train_log.csv",
         curves=report(
-            f"{RESULTS}/models/{MODEL}/training_curves.png",
+            f"{RESULTS}/models/{{model}}/training_curves.png",
             caption="../report/training_curves.rst",
             category="Training",
+            subcategory="{model}",
         ),
         validation=report(
-            f"{RESULTS}/models/{MODEL}/validation.png",
+            f"{RESULTS}/models/{{model}}/validation.png",
             caption="../report/validation.rst",
             category="Training",
+            subcategory="{model}",
         ),
     log:
-        "logs/train.log",
+        "logs/train/{model}.log",
     params:
+        model=lambda wildcards: canonical(MODELS[wildcards.model]),
+        degradation=degradation(),  # the blurred training copies are degraded the same way
         train_subjects=TRAIN,
         val_subjects=VAL,
-        model=settings("model"),
-        diffusion=settings("diffusion"),
-        train=settings("train"),
-        degradation=settings("pairs"),  # the blurred training copies are degraded the same way
         seed=config["seed"],
-        checkpoint=f"{RESULTS}/models/{MODEL}/checkpoint.pt",
+        folder=lambda wildcards: f"{RESULTS}/models/{wildcards.model}",
+    wildcard_constraints:
+        model="|".join(TRAINED) or "(?!)",
     threads: 1
     resources:
         gpu=GPUS,
+        tasks_per_gpu=0,  # one Slurm task (srun -n1) runs torchrun, which starts one process per GPU
     conda:
         "../../envs/pytorch.yaml"
     script:

@@ -1,10 +1,10 @@
-"""A 3D U-Net denoiser: GroupNorm, SiLU, sinusoidal time embedding, attention at the coarsest level.
+"""The denoisers: a U-Net (GroupNorm, SiLU, sinusoidal time embedding, attention at the coarsest level)
+in 3D or 2D, and the tri-planar model made of three 2D U-Nets.
 
-The network sees the noisy target and the conditioning volume (the LR scan
+A network sees the noisy target and the conditioning volume (the LR scan
 interpolated to the HR grid) as input channels, SR3-style, and is configured
-by plain arguments so that the ``model:`` config section maps onto the
-constructor without glue. ``spatial_dims=2`` builds the same network from 2D
-layers (the benchmark's tri-planar baseline).
+by plain arguments so that the ``network:`` config section maps onto the
+constructor without glue.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ class AttentionBlock(nn.Module):
         return x + attended.transpose(1, 2).reshape(batch, channels, *spatial)
 
 
-class UNet3D(nn.Module):
-    """3D U-Net mapping ``(noisy, condition)`` channels and a timestep to one output channel.
+class UNet(nn.Module):
+    """U-Net mapping ``(noisy, condition)`` channels and a timestep to one output channel.
 
     Spatial sizes must be divisible by ``2 ** (len(channel_mult) - 1)``.
     With ``spatial_dims=2`` every layer is 2D; such a network takes ``(B, C, H, W)``
@@ -168,6 +168,35 @@ class UNet3D(nn.Module):
             if not isinstance(upsample, nn.Identity):
                 h = upsample(F.interpolate(h, scale_factor=2, mode="nearest"))
         return self.head(h)
+
+
+class TriplanarUNet(nn.Module):
+    """Three 2D U-Nets, one per orthogonal plane (the seed's cheaper variant of the 3D model).
+
+    A batch of slabs one voxel thin along array axis ``a`` (sagittal, coronal,
+    axial for a = 0, 1, 2) goes to ``planes[a]``; the sampler fuses the three
+    planes' predictions of the whole volume at every step.
+    """
+
+    def __init__(self, **network: object) -> None:
+        super().__init__()
+        self.planes = nn.ModuleList(UNet(**network, spatial_dims=2) for _ in range(3))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.planes[thin_axis(x.shape[2:])](x, t)
+
+
+def thin_axis(spatial_shape: tuple[int, ...]) -> int:
+    """The axis along which a 3D slab is one voxel thin."""
+    thin = [axis for axis, size in enumerate(spatial_shape) if size == 1]
+    if len(thin) != 1:
+        raise ValueError(f"a tri-planar network needs slabs one voxel thin along one axis, got {tuple(spatial_shape)}")
+    return thin[0]
+
+
+def slab_shapes(patch_size: list[int]) -> list[list[int]]:
+    """The three slabs of a tri-planar model for a 3D ``patch_size``: thin along each axis in turn."""
+    return [[1 if axis == thin else size for axis, size in enumerate(patch_size)] for thin in range(3)]
 
 
 def resolve_device(name: str) -> torch.device:
