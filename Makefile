@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: run test lint bench-quality lock clean
+.PHONY: run test test-fast lint bench-quality bench-speed lock clean
 
 $(BIN)/activate: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,18 @@ run: $(BIN)/activate
 test: $(BIN)/activate
 	$(BIN)/python -m pytest -ra
 
+# Unit tests only: no workflow runs, no Slurm, no ROBEX (under two minutes).
+test-fast: $(BIN)/activate
+	$(BIN)/python -m pytest -ra -m "not workflow and not slurm and not slow"
+
 lint: $(BIN)/activate
 	$(BIN)/snakemake --lint
 
 bench-quality: $(BIN)/activate
 	$(BIN)/python benchmarks/quality.py
+
+bench-speed: $(BIN)/activate
+	$(BIN)/python benchmarks/speed.py
 
 # Re-resolve the pinned environment (needs the network).
 lock:

@@ -16,17 +16,16 @@ def mrisr(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_super_resolve_keeps_orientation_and_grid(tiny_run, tmp_path):
-    pair = tiny_run / "results/pairs/robex"
-    lr = nib.load(pair / "lr.nii.gz")
+    lr = nib.load(tiny_run / "results/pairs/robex/x2/lr.nii.gz")
     # Flip an axis and scale intensities: a scan in another orientation and other units.
     flipped = nib.Nifti1Image(lr.get_fdata()[::-1] * 800, lr.affine @ np.array(
         [[-1, 0, 0, lr.shape[0] - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]))
     nib.save(flipped, tmp_path / "scan.nii.gz")
     result = mrisr("super-resolve", str(tmp_path / "scan.nii.gz"), "--model",
-                   str(tiny_run / "results/models/diffusion/model.pt"), "--output", str(tmp_path / "sr.nii.gz"),
+                   str(tiny_run / "results/models/diffusion3d/model.pt"), "--output", str(tmp_path / "sr.nii.gz"),
                    "--uncertainty", str(tmp_path / "sd.nii.gz"), "--steps", "2", "--samples", "2")
     assert result.returncode == 0, result.stderr
-    sr, hr = nib.load(tmp_path / "sr.nii.gz"), nib.load(pair / "hr.nii.gz")
+    sr, hr = nib.load(tmp_path / "sr.nii.gz"), nib.load(tiny_run / "results/preproc/robex/T1w_brain.nii.gz")
     assert sr.shape == hr.shape and nib.load(tmp_path / "sd.nii.gz").shape == hr.shape
     assert nib.aff2axcodes(sr.affine) == nib.aff2axcodes(flipped.affine)
     np.testing.assert_allclose(np.abs(np.diag(sr.affine))[:3], np.abs(np.diag(hr.affine))[:3])
@@ -37,8 +36,8 @@ def test_super_resolve_keeps_orientation_and_grid(tiny_run, tmp_path):
 
 
 def test_a_scan_at_the_wrong_resolution_is_refused(tiny_run, tmp_path):
-    result = mrisr("super-resolve", str(tiny_run / "results/pairs/robex/hr.nii.gz"), "--model",
-                   str(tiny_run / "results/models/diffusion/model.pt"), "--output", str(tmp_path / "sr.nii.gz"))
+    result = mrisr("super-resolve", str(tiny_run / "results/preproc/robex/T1w_brain.nii.gz"), "--model",
+                   str(tiny_run / "results/models/diffusion3d/model.pt"), "--output", str(tmp_path / "sr.nii.gz"))
     assert result.returncode == 1
     assert "voxel size [2.0, 2.0, 2.0] mm, but this model turns [4.0, 4.0, 4.0] mm scans" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "sr.nii.gz").exists()
@@ -47,5 +46,22 @@ def test_a_scan_at_the_wrong_resolution_is_refused(tiny_run, tmp_path):
 def test_a_4d_input_is_refused(tiny_run, tmp_path):
     nib.save(nib.Nifti1Image(np.ones((8, 8, 8, 2), np.float32), np.eye(4)), tmp_path / "bold.nii.gz")
     result = mrisr("super-resolve", str(tmp_path / "bold.nii.gz"), "--model",
-                   str(tiny_run / "results/models/diffusion/model.pt"), "--output", str(tmp_path / "sr.nii.gz"))
+                   str(tiny_run / "results/models/diffusion3d/model.pt"), "--output", str(tmp_path / "sr.nii.gz"))
     assert result.returncode == 1 and "bold.nii.gz: expected a 3D volume" in result.stderr
+
+
+def test_a_garbage_model_file_is_refused_with_one_line(tiny_run, tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a model at all")
+    result = mrisr("super-resolve", str(tiny_run / "results/pairs/robex/x2/lr.nii.gz"), "--model", str(garbage),
+                   "--output", str(tmp_path / "sr.nii.gz"))
+    assert result.returncode == 1 and f"{garbage}: not an mrisr model file" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "sr.nii.gz").exists()
+
+
+def test_sampler_defaults_come_from_the_model_file(tiny_run, tmp_path):
+    result = mrisr("super-resolve", str(tiny_run / "results/pairs/robex/x2/lr.nii.gz"), "--model",
+                   str(tiny_run / "results/models/diffusion3d/model.pt"), "--output", str(tmp_path / "sr.nii.gz"),
+                   "--no-normalize")
+    assert result.returncode == 0, result.stderr
+    assert "2 sample(s), 3 DDIM steps" in result.stderr  # tests/data/tiny.yaml's sampler, kept in the model file

@@ -1,11 +1,11 @@
-"""A wrong config stops with one line naming the key; the shipped configs are valid."""
+"""A wrong config stops with one line naming the key; the shipped configs are valid; models resolve."""
 import copy
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mrisr.config import validate_config
+from mrisr.config import merge, resolve_models, validate_config
 from mrisr.io import MrisrError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +27,13 @@ def test_default_config_is_valid(config):
     (lambda c: c["train"].update(steps="many"), r"config key train\.steps: 'many' is not of type 'integer'"),
     (lambda c: c["pairs"].update(factor=0.5), r"config key pairs\.factor"),
     (lambda c: c["diffusion"].update(schedule="linear"), r"config key diffusion\.schedule: 'linear' is not one of"),
-    (lambda c: c["sample"].update(patch_size=[30, 32, 32]), r"sample\.patch_size: \[30, 32, 32\] must be divisible by 4"),
     (lambda c: c.pop("train"), r"config key 'train' is missing"),
+    (lambda c: c.update(model={"base_channels": 8}), r"config key model: renamed network"),
+    (lambda c: c.update(sample={"steps": 3}), r"config key sample: renamed sampler"),
+    (lambda c: c["diffusion"].update(schedule="seed"), r"diffusion\.schedule: 'seed' was renamed 'cos2_product'"),
+    (lambda c: c["models"].update(bad={"kind": "cascade"}), r"config key models\.bad: a model is either"),
+    (lambda c: c["models"].update(bad={"pretrained": "m.pt", "kind": "diffusion3d"}), r"models\.bad: a model is"),
+    (lambda c: c["models"].update(bad={"kind": "diffusion3d", "train": {"stepz": 3}}), r"models\.bad"),
 ])
 def test_bad_config_gets_one_line_naming_the_key(config, edit, expected):
     bad = copy.deepcopy(config)
@@ -38,16 +43,47 @@ def test_bad_config_gets_one_line_naming_the_key(config, edit, expected):
     assert "\n" not in str(error.value)
 
 
-
-
-def merged(base: dict, override: dict) -> dict:
-    """Merge as Snakemake merges a --configfile over the defaults (a split replaces the split)."""
-    result = dict(base)
-    for key, value in override.items():
-        nested = isinstance(value, dict) and isinstance(result.get(key), dict) and key != "split"
-        result[key] = merged(result[key], value) if nested else value
-    return result
-
-
 def test_hcp_config_is_valid(config):
-    validate_config(merged(config, yaml.safe_load((ROOT / "config" / "hcp.yaml").read_text())), SCHEMA)
+    user = yaml.safe_load((ROOT / "config" / "hcp.yaml").read_text())
+    validate_config({**merge(config, user), "split": user["split"]}, SCHEMA)
+
+
+def test_models_get_the_shared_settings_with_their_own_overrides(config):
+    config["models"] = {"big": {"kind": "diffusion3d", "train": {"steps": 7}, "network": {"base_channels": 32}},
+                        "plain": {"kind": "diffusion3d"}, "dropped": None,
+                        "regression": {"kind": "regression3d"}}
+    models = resolve_models(config)
+    assert list(models) == ["big", "plain", "regression"]
+    assert models["big"]["train"]["steps"] == 7 and models["big"]["train"]["batch_size"] == config["train"]["batch_size"]
+    assert models["big"]["network"]["base_channels"] == 32 and models["plain"]["network"] == config["network"]
+    assert models["plain"]["factor"] == [2.0] * 3 and models["plain"]["output_factor"] == [1.0] * 3
+    # A regression model trains at t = T throughout and is one network pass.
+    assert models["regression"]["train"]["warm_start_steps"] == config["train"]["steps"]
+    assert models["regression"]["sampler"]["steps"] == models["regression"]["sampler"]["n_samples"] == 1
+
+
+def test_a_cascade_chains_its_stages_down_to_the_hr_grid(config):
+    config["models"] = {"first": {"kind": "regression3d", "factor": 4, "output_factor": 2},
+                        "second": {"kind": "diffusion3d"},
+                        "both": {"kind": "cascade", "stages": ["first", "second"]}}
+    assert resolve_models(config)["both"]["factor"] == [4.0] * 3
+    config["models"]["both"]["stages"] = ["second", "first"]
+    with pytest.raises(MrisrError, match=r"models\.both\.stages: 'first' starts from factor 4 but the stage"):
+        resolve_models(config)
+    config["models"]["both"]["stages"] = ["first", "missing"]
+    with pytest.raises(MrisrError, match=r"no model named 'missing'"):
+        resolve_models(config)
+
+
+def test_patches_must_survive_the_unet_halvings(config):
+    config["models"] = {"odd": {"kind": "diffusion3d", "sampler": {"patch_size": [30, 32, 32]}}}
+    with pytest.raises(MrisrError, match=r"models\.odd: sampler\.patch_size \[30, 32, 32\] must be divisible by 4"):
+        resolve_models(config)
+
+
+def test_a_pretrained_model_takes_its_settings_from_the_file(config):
+    config["models"] = {"theirs": {"pretrained": "their.pt", "sampler": {"steps": 9}}}
+    header = {"kind": "diffusion3d", "factor": [2.0] * 3, "output_factor": [1.0] * 3,
+              "sampler": {"steps": 5, "n_samples": 4}}
+    model = resolve_models(config, lambda path: header)["theirs"]
+    assert model["pretrained"] == "their.pt" and model["sampler"] == {"steps": 9, "n_samples": 4}

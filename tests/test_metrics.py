@@ -1,9 +1,8 @@
 """PSNR/SSIM against known values; masks select the same voxels for every method."""
 import numpy as np
-import pandas as pd
 import pytest
 
-from mrisr.metrics import high_frequency_error, method_summary, psnr, ssim
+from mrisr.metrics import high_frequency_error, psnr, ssim
 
 
 def test_psnr_of_a_constant_error():
@@ -43,15 +42,3 @@ def test_high_frequency_error_prefers_sharp_over_blurred():
     reference = np.random.default_rng(1).random((24, 24, 24))
     assert high_frequency_error(reference, reference) == 0
     assert high_frequency_error(reference, gaussian_filter(reference, 1.5)) > 0.5
-
-
-def test_method_summary_differences_are_paired():
-    table = pd.DataFrame({
-        "subject": ["a", "a", "b", "b"], "method": ["cubic", "model", "cubic", "model"],
-        "psnr_brain": [30.0, 31.0, 20.0, 22.0], "ssim_brain": [0.9, 0.92, 0.8, 0.8],
-        "psnr_whole": [1, 1, 1, 1], "ssim_whole": [1, 1, 1, 1], "hf_error_brain": [1, 1, 1, 1],
-    })
-    summary = method_summary(table).set_index("method")
-    assert summary.loc["model", "psnr_brain_vs_cubic"] == pytest.approx(1.5)
-    assert summary.loc["model", "psnr_brain_mean"] == pytest.approx(26.5)
-    assert summary.loc["cubic", "psnr_brain_sd"] == pytest.approx(5.0)

@@ -115,13 +115,18 @@ def run_snakemake_on_slurm(
 
 # The test node has little memory; the workflow profile's requests are sized for real data.
 SMALL_RESOURCES = [f"{rule}:mem_mb=800" for rule in
-                   ("fetch", "preprocess", "pairs", "train", "super_resolve", "evaluate", "report")]
+                   ("fetch", "preprocess", "pairs", "train", "super_resolve", "evaluate", "evaluate_baselines",
+                    "panel", "report")]
 
 
 @pytest.mark.slurm
 def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
-    run_snakemake_on_slurm(tmp_path, REPO / "Snakefile", REPO / "tests" / "data" / "tiny.yaml",
-                           extra_args=["--set-resources", *SMALL_RESOURCES])
+    # The tiny workflow with its 3D diffusion model only (the other models add jobs, not coverage).
+    one_model = tmp_path / "one_model.yaml"
+    one_model.write_text("models: {triplanar: null, x4to2: null, cascade: null, single4: null}\n")
+    run_snakemake_on_slurm(tmp_path, REPO / "Snakefile",
+                           extra_args=["--configfile", str(REPO / "tests" / "data" / "tiny.yaml"), str(one_model),
+                                       "--set-resources", *SMALL_RESOURCES])
 
     assert (tmp_path / "results/report/index.html").stat().st_size > 10_000
     logs = sorted((tmp_path / "logs").rglob("*.log"))
@@ -130,12 +135,17 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
         match = re.search(r"Slurm job (\d+) on \S+ \(CUDA_VISIBLE_DEVICES=(\S*)\)", log.read_text())
         assert match, f"{log.relative_to(tmp_path)} did not run inside a Slurm job"
         job_ids[log.relative_to(tmp_path / "logs").as_posix()] = match.groups()
-    # fetch x3, write_split, preprocess x3, pairs x3, train, super_resolve, evaluate, summarize, report
-    assert len(job_ids) == 15
+    # fetch x3, write_split, preprocess x3, pairs x3, train, super_resolve, evaluate, evaluate_baselines, panel,
+    # summarize, report
+    assert len(job_ids) == 17
     assert len({job for job, _ in job_ids.values()}) == len(job_ids), "rules shared a Slurm job"
-    assert job_ids["train.log"][1], "the training job asked for a GPU but got no CUDA_VISIBLE_DEVICES"
-    assert job_ids["super_resolve/diffusion/robex.log"][1]
+    assert job_ids["train/diffusion3d.log"][1], "the training job asked for a GPU but got no CUDA_VISIBLE_DEVICES"
+    assert job_ids["super_resolve/diffusion3d/robex.log"][1]
     assert not job_ids["report.log"][1], "a CPU rule was given a GPU"
+    # One Slurm task ran torchrun, which ran two training processes (the job's two CPUs; the fake GPU has no CUDA).
+    train_log = (tmp_path / "logs/train/diffusion3d.log").read_text()
+    assert re.search(r"processes: rank 0: pid \d+ on \S+, cpu; rank 1: pid \d+ on \S+, cpu", train_log)
+    assert "2 process(es) on cpu, gloo" in train_log
 
 
 def test_user_profile_is_valid_yaml():

@@ -8,70 +8,110 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import TINY_CONFIG, snakemake
+from mrisr.modelfile import read_model_file
 
 pytestmark = pytest.mark.workflow
 
 SUBJECTS = ["mni152", "mni152def01", "robex"]
 TEST_SUBJECT = "robex"
+TRAINED = ["diffusion3d", "triplanar", "x4to2", "single4"]
+EVALUATED = {"diffusion3d": "2", "triplanar": "2", "cascade": "4", "single4": "4"}
+BASELINES = ["nearest", "trilinear", "cubic", "back_projection"]
 
 
 def test_every_output_exists(tiny_run):
     expected = ["results/report/index.html", "results/report/provenance.json", "results/split.tsv",
-                "results/metrics/summary.csv", f"results/metrics/{TEST_SUBJECT}.csv",
-                f"results/figures/{TEST_SUBJECT}_panel.png", "results/models/diffusion/model.pt",
-                "results/models/diffusion/train_log.csv", "results/models/diffusion/training_curves.png",
-                "results/models/diffusion/validation.png",
-                f"results/sr/diffusion/{TEST_SUBJECT}/sr.nii.gz", f"results/sr/diffusion/{TEST_SUBJECT}/sr_std.nii.gz"]
+                "results/metrics/summary.csv"]
+    for model in TRAINED:
+        expected += [f"results/models/{model}/{name}"
+                     for name in ("model.pt", "train_log.csv", "training_curves.png", "validation.png")]
+    for model in EVALUATED:
+        expected += [f"results/sr/{model}/{TEST_SUBJECT}/sr.nii.gz", f"results/sr/{model}/{TEST_SUBJECT}/sr_std.nii.gz",
+                     f"results/metrics/{TEST_SUBJECT}/model_{model}.csv",
+                     f"results/metrics/{TEST_SUBJECT}/model_{model}_calibration.csv"]
+    for factor in ("2", "4"):
+        expected += [f"results/metrics/{TEST_SUBJECT}/baselines_x{factor}.csv",
+                     f"results/figures/{TEST_SUBJECT}_x{factor}_panel.png"]
     for subject in SUBJECTS:
         expected += [f"results/raw/{subject}/T1w.nii.gz", f"results/raw/{subject}/T1w.json",
                      f"results/preproc/{subject}/T1w_brain.nii.gz", f"results/preproc/{subject}/brain_mask.nii.gz",
                      f"results/preproc/{subject}/xfm_to_template.mat", f"results/preproc/{subject}/qc.png",
-                     f"results/preproc/{subject}/timing.csv", f"results/pairs/{subject}/hr.nii.gz",
-                     f"results/pairs/{subject}/lr.nii.gz", f"results/pairs/{subject}/pair.json"]
+                     f"results/preproc/{subject}/timing.csv"]
+        expected += [f"results/pairs/{subject}/x{factor}/{name}" for factor in ("2", "4")
+                     for name in ("lr.nii.gz", "pair.json")]
     missing = [path for path in expected if not (tiny_run / path).is_file()]
     assert not missing
-    assert not (tiny_run / "results/models/diffusion/checkpoint.pt").exists()  # removed once training finished
-    for rule in ("train", "report", "preprocess/robex", "super_resolve/diffusion/robex"):
+    for model in TRAINED:  # removed once training finished
+        assert not any((tiny_run / f"results/models/{model}" / name).exists()
+                       for name in ("checkpoint.pt", "cache", "val_cache", "job.json"))
+    for rule in ("train/diffusion3d", "report", "preprocess/robex", "super_resolve/cascade/robex"):
         assert (tiny_run / "logs" / f"{rule}.log").stat().st_size > 0
 
 
-def test_grids_and_model_output_keep_their_geometry(tiny_run):
-    hr = nib.load(tiny_run / f"results/pairs/{TEST_SUBJECT}/hr.nii.gz")
-    lr = nib.load(tiny_run / f"results/pairs/{TEST_SUBJECT}/lr.nii.gz")
-    sr = nib.load(tiny_run / f"results/sr/diffusion/{TEST_SUBJECT}/sr.nii.gz")
-    assert hr.shape == (32, 32, 32) and lr.shape == (16, 16, 16) and sr.shape == hr.shape
-    np.testing.assert_allclose(lr.header.get_zooms(), 2 * np.asarray(hr.header.get_zooms()))
-    np.testing.assert_allclose(sr.affine, hr.affine)
+def test_grids_and_model_outputs_keep_their_geometry(tiny_run):
+    hr = nib.load(tiny_run / f"results/preproc/{TEST_SUBJECT}/T1w_brain.nii.gz")
+    assert hr.shape == (32, 32, 32)
+    for factor, lr_shape in (("2", (16, 16, 16)), ("4", (8, 8, 8))):
+        lr = nib.load(tiny_run / f"results/pairs/{TEST_SUBJECT}/x{factor}/lr.nii.gz")
+        assert lr.shape == lr_shape
+        np.testing.assert_allclose(lr.header.get_zooms(), int(factor) * np.asarray(hr.header.get_zooms()))
+    for model in EVALUATED:
+        sr = nib.load(tiny_run / f"results/sr/{model}/{TEST_SUBJECT}/sr.nii.gz")
+        assert sr.shape == hr.shape
+        np.testing.assert_allclose(sr.affine, hr.affine)
     brain = hr.get_fdata()
     assert brain.max() <= 1 and brain.min() >= 0 and (brain > 0).mean() > 0.3
 
 
-def test_metrics_are_finite_for_every_method(tiny_run):
-    summary = pd.read_csv(tiny_run / "results/metrics/summary.csv")
-    assert set(summary["method"]) == {"nearest", "trilinear", "cubic", "diffusion"}
+def test_models_and_baselines_are_compared_on_the_same_voxels(tiny_run):
+    summary = pd.read_csv(tiny_run / "results/metrics/summary.csv", dtype={"factor": str})
+    methods = {(row.factor, row.method) for row in summary.itertuples()}
+    assert methods == {*((f, b) for f in ("2", "4") for b in BASELINES), *((f, m) for m, f in EVALUATED.items())}
     assert set(summary["subject"]) == {TEST_SUBJECT}
-    metrics = summary[["psnr_brain", "ssim_brain", "psnr_whole", "ssim_whole"]]
+    metrics = summary[["psnr_brain", "ssim_brain", "psnr_whole", "ssim_whole", "lr_psnr", "dice_gm"]]
     assert np.isfinite(metrics.to_numpy()).all()
     assert ((summary["ssim_brain"] > 0) & (summary["ssim_brain"] <= 1)).all()
-    by_method = summary.set_index("method")
-    assert by_method.loc["cubic", "psnr_brain"] > by_method.loc["nearest", "psnr_brain"]
+    by_method = summary.set_index(["factor", "method"])
+    assert by_method.loc[("2", "cubic"), "psnr_brain"] > by_method.loc[("2", "nearest"), "psnr_brain"]
+    assert by_method.loc[("2", "cubic"), "psnr_brain"] > by_method.loc[("4", "cubic"), "psnr_brain"]  # 4x is harder
+    # Back-projection explains the LR better than the interpolation it starts from.
+    assert by_method.loc[("2", "back_projection"), "lr_psnr"] > by_method.loc[("2", "cubic"), "lr_psnr"]
+
+
+def test_the_triplanar_model_and_the_cascade_give_their_own_estimates(tiny_run):
+    def estimate(model):
+        return nib.load(tiny_run / f"results/sr/{model}/{TEST_SUBJECT}/sr.nii.gz").get_fdata()
+
+    cubic = pd.read_csv(tiny_run / f"results/metrics/{TEST_SUBJECT}/baselines_x2.csv").set_index("method")
+    for first, second in (("triplanar", "diffusion3d"), ("cascade", "single4")):
+        assert np.abs(estimate(first) - estimate(second)).max() > 1e-3, (first, second)
+    for model, factor in EVALUATED.items():
+        row = pd.read_csv(tiny_run / f"results/metrics/{TEST_SUBJECT}/model_{model}.csv", dtype={"factor": str})
+        assert row["factor"].item() == factor and row["kind"].item() in ("diffusion3d", "triplanar", "cascade",
+                                                                          "regression3d")
+    # Untrained-ish tiny models start from the interpolation: no estimate is far from cubic at its factor.
+    assert abs(pd.read_csv(tiny_run / f"results/metrics/{TEST_SUBJECT}/model_triplanar.csv")["psnr_brain"].item()
+               - cubic.loc["cubic", "psnr_brain"]) < 3
+    spec = read_model_file(tiny_run / "results/models/x4to2/model.pt")[0]
+    assert spec.factor == [4.0] * 3 and spec.output_factor == [2.0] * 3 and spec.kind == "regression3d"
 
 
 def test_report_is_self_contained_and_has_the_tables(tiny_run):
     html = (tiny_run / "results/report/index.html").read_text()
-    for heading in ("Summary", "Test subjects", "Training", "Data and preprocessing", "Configuration and software"):
+    for heading in ("Summary", "Models", "Test subjects", "Training", "Data and preprocessing",
+                    "Configuration and software"):
         assert heading in html
-    assert html.count("<table") >= 5
-    for method in ("nearest", "trilinear", "cubic", "diffusion"):
+    for method in [*BASELINES, *EVALUATED]:
         assert f"<td>{method}</td>" in html
-    assert "Δ vs cubic" in html and "± " in html
+    assert "Δ PSNR vs cubic" in html and "Δ PSNR vs BP" in html and "± " in html and "Calibration" in html
     assert "brains never used in training" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # no external resources
     images = re.findall(r'<img src="([^"]{0,30})', html)
-    assert len(images) >= 6 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) >= 15 and all(src.startswith("data:image/png;base64,") for src in images)
     assert re.search(r"git commit <code>([0-9a-f]{40}(-dirty)?|unknown)</code>", html)
     split = pd.read_csv(tiny_run / "results/split.tsv", sep="\t").set_index("subject")
     assert split.loc["mni152def01", "derived_from"] == "mni152" and split.loc["robex", "role"] == "test"
@@ -82,25 +122,63 @@ def test_snakemake_report_builds(tiny_run):
     assert (tiny_run / "snakemake_report.html").stat().st_size > 10_000
 
 
-def planned_jobs(workdir, config: dict) -> set[str]:
-    """The rules a dry run would execute after changing the config to ``config``."""
+def planned_jobs(workdir, config: dict, *extra: str) -> dict[str, int]:
+    """The rules (and job counts) a dry run would execute with the config changed to ``config``."""
     changed = workdir / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
-    output = snakemake(workdir, "--configfile", str(changed), "--dry-run").stdout
-    stats = output.split("Job stats:")[1].split("total")[0]
-    return {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
+    result = snakemake(workdir, "--configfile", str(changed), *extra, "--dry-run", check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line.strip()}
 
 
-@pytest.mark.parametrize("section,key,value,expected", [
-    ("train", "steps", 14, {"train", "super_resolve", "evaluate", "summarize", "report", "all"}),
-    ("sample", "steps", 4, {"super_resolve", "evaluate", "summarize", "report", "all"}),
-    ("pairs", "factor", [2, 2, 4], {"pairs", "train", "super_resolve", "evaluate", "summarize", "report", "all"}),
-])
-def test_a_config_change_reruns_its_stage_and_nothing_before(tiny_run, section, key, value, expected):
+DOWNSTREAM = {"super_resolve", "evaluate", "panel", "summarize", "report", "all"}
+
+
+def changed(section_path, value, drop=()):
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config[section][key] = value
-    assert planned_jobs(tiny_run, config) == expected
+    *parents, key = section_path
+    target = config
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[key] = value
+    for model in drop:
+        config["models"][model] = None
+    return config
+
+
+@pytest.mark.parametrize("edit,expected", [
+    # shared training settings: every trained model retrains, every model re-samples
+    (changed(["train", "steps"], 14), {"train": 4, "super_resolve": 4, "evaluate": 4}),
+    # one model's own settings: that model only
+    (changed(["models", "triplanar", "train", "steps"], 9), {"train": 1, "super_resolve": 1, "evaluate": 1}),
+    # the sampler: every model that samples with it (the regression models take one pass whatever it says)
+    (changed(["sampler", "steps"], 4), {"super_resolve": 3, "evaluate": 3}),
+    # the factor: new pairs, retraining and re-sampling of the models that start from it; nothing upstream
+    (changed(["pairs", "factor"], [2, 2, 4], drop=["cascade"]),
+     {"pairs": 3, "train": 2, "super_resolve": 2, "evaluate": 2, "evaluate_baselines": 1}),
+])
+def test_a_config_change_reruns_its_stage_and_nothing_before(tiny_run, edit, expected):
+    jobs = planned_jobs(tiny_run, edit)
+    assert {rule: count for rule, count in jobs.items() if rule in expected} == expected
+    assert set(jobs) - set(expected) <= DOWNSTREAM
     assert "Nothing to be done" in snakemake(tiny_run, "--configfile", str(TINY_CONFIG), "--dry-run").stdout
+
+
+def test_a_pretrained_model_is_applied_without_training(tiny_run, tmp_path):
+    pretrained = str(tiny_run / "results/models/diffusion3d/model.pt")
+    config = changed(["models", "theirs"], {"pretrained": pretrained, "sampler": {"steps": 2}},
+                     drop=["diffusion3d", "triplanar", "x4to2", "cascade", "single4"])
+    config["split"] = {"test": ["robex"]}  # no training subjects needed
+    jobs = planned_jobs(tiny_run, config)
+    assert "train" not in jobs and jobs["super_resolve"] == 1 and jobs["evaluate"] == 1
+    old = tmp_path / "old.pt"
+    torch.save({"state_dict": {}, "model": {}, "diffusion": {}}, old)
+    config["models"]["theirs"]["pretrained"] = str(old)
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tiny_run, "--configfile", str(tmp_path / "old.yaml"), "--dry-run", check=False)
+    assert result.returncode != 0 and "earlier mrisr (format 1)" in result.stderr and "retrain" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_second_run_from_scratch_gives_identical_metrics(tiny_run):
@@ -121,6 +199,9 @@ def test_unknown_config_key_stops_before_any_job(tiny_run):
 def test_corrupt_raw_scan_fails_with_the_file_name_and_keeps_other_results(tiny_run):
     raw = tiny_run / f"results/raw/{TEST_SUBJECT}/T1w.nii.gz"
     backup = raw.read_bytes()
+    preprocessed = tiny_run / f"results/preproc/{TEST_SUBJECT}"
+    shutil.copy2(raw, tiny_run / "raw_backup.nii.gz")  # copies keep modification times
+    shutil.copytree(preprocessed, tiny_run / "preproc_backup")
     try:
         raw.write_bytes(backup[: len(backup) // 3])
         result = snakemake(tiny_run, "--configfile", str(TINY_CONFIG), "--forcerun", "preprocess",
@@ -132,9 +213,13 @@ def test_corrupt_raw_scan_fails_with_the_file_name_and_keeps_other_results(tiny_
         assert "Traceback" not in log
         assert not (tiny_run / f"results/preproc/{TEST_SUBJECT}/T1w_brain.nii.gz").exists()
         assert (tiny_run / "results/preproc/mni152/T1w_brain.nii.gz").exists()
-        assert (tiny_run / "results/models/diffusion/model.pt").exists()
+        assert (tiny_run / "results/models/diffusion3d/model.pt").exists()
     finally:
-        raw.write_bytes(backup)
+        shutil.move(tiny_run / "raw_backup.nii.gz", raw)
+        shutil.rmtree(preprocessed, ignore_errors=True)
+        shutil.move(tiny_run / "preproc_backup", preprocessed)
+    # The other tests share this run: it is back as it was.
+    assert "Nothing to be done" in snakemake(tiny_run, "--configfile", str(TINY_CONFIG), "--dry-run").stdout
 
 
 def write_local_config(tmp_path, folder, **split) -> str:

@@ -39,12 +39,13 @@ def _schema_error_line(error: jsonschema.ValidationError) -> str:
         where = _location(error.absolute_path)
         keys = ", ".join(f"{where}.{key}" if error.absolute_path else key for key in unknown)
         return f"unknown config key {keys}; allowed here: {', '.join(allowed)}"
-    if error.validator == "required":
-        return f"config key {error.message.split(' is a required')[0]} is missing under {_location(error.absolute_path)}"
-    if error.validator == "oneOf" and list(error.absolute_path)[:1] == ["models"]:
-        return (f"config key {_location(error.absolute_path)}: a model is either `kind:` (diffusion3d, triplanar, "
+    path = list(error.absolute_path)
+    if path[:1] == ["models"] and error.validator in ("oneOf", "not", "const", "required"):
+        return (f"config key {_location(path[:2])}: a model is either `kind:` (diffusion3d, triplanar, "
                 "regression3d) with optional settings, `kind: cascade` with `stages:`, or `pretrained:` a model "
                 "file (with optional `sampler:`); see config/README.md")
+    if error.validator == "required":
+        return f"config key {error.message.split(' is a required')[0]} is missing under {_location(error.absolute_path)}"
     return f"config key {_location(error.absolute_path)}: {error.message}"
 
 
@@ -101,18 +102,24 @@ def resolve_models(config: dict, read_model_file=None) -> dict[str, dict]:
         elif entry["kind"] == "cascade":
             models[name] = {"kind": "cascade", "stages": list(entry["stages"])}
         else:
-            resolved = {section: merge(config[section], entry.get(section)) for section in SHARED_SECTIONS}
-            resolved.update(kind=entry["kind"], factor=as_factors(entry.get("factor", config["pairs"]["factor"])).tolist(),
-                            output_factor=as_factors(entry.get("output_factor", 1)).tolist())
-            if entry["kind"] == "regression3d":  # one network pass at t = T: nothing to refine, nothing to average
-                resolved["train"]["warm_start_steps"] = resolved["train"]["steps"]
-                resolved["sampler"].update(steps=1, n_samples=1)
-            _check_patches(name, resolved)
-            models[name] = resolved
+            models[name] = trainable_model(config, name)
     for name, model in models.items():
         if model["kind"] == "cascade":
             _resolve_cascade(name, model, models)
     return models
+
+
+def trainable_model(config: dict, name: str) -> dict:
+    """A trainable model's full settings: the shared sections with its own overrides, and its factors."""
+    entry = config["models"][name]
+    model = {section: merge(config[section], entry.get(section)) for section in SHARED_SECTIONS}
+    model.update(kind=entry["kind"], factor=as_factors(entry.get("factor", config["pairs"]["factor"])).tolist(),
+                 output_factor=as_factors(entry.get("output_factor", 1)).tolist())
+    if entry["kind"] == "regression3d":  # one network pass at t = T: nothing to refine, nothing to average
+        model["train"]["warm_start_steps"] = model["train"]["steps"]
+        model["sampler"].update(steps=1, n_samples=1)
+    _check_patches(name, model)
+    return model
 
 
 def _check_patches(name: str, model: dict) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .io import MrisrError, atomic_path, load_volume, save_volume, voxel_sizes, write_json
+from .io import MrisrError, load_volume, save_volume, voxel_sizes, write_json
 
 log = logging.getLogger(__name__)
 

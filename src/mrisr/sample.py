@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .degrade import back_project, hr_grid_for
+from .intensity import WHITE_MATTER_LEVEL, white_matter_peak
 from .io import MrisrError, load_volume, save_volume, voxel_sizes
 from .modelfile import (
     ModelSpec, condition_image, condition_to_network, image_from_network, load_model, target_to_network,
@@ -159,15 +160,12 @@ def super_resolve(
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One model's estimate (mean of samples) and sample sd on ``output_shape`` from an LR volume in [0, 1]."""
-    project = None
-    if settings["data_consistency"]:
-        degradation = spec.degradation
+    def consistent(image: np.ndarray) -> np.ndarray:
+        return back_project(image, lr_volume, spec.upsampling, spec.degradation["order"],
+                            spec.degradation["antialias"], settings["consistency_iterations"])
 
-        def project(image: np.ndarray) -> np.ndarray:
-            return back_project(image, lr_volume, spec.upsampling, degradation["order"], degradation["antialias"],
-                                settings["consistency_iterations"])
-
-    return sample_volume(condition_image(lr_volume, output_shape), network, spec, settings, seed, project)
+    return sample_volume(condition_image(lr_volume, output_shape), network, spec, settings, seed,
+                         consistent if settings["data_consistency"] else None)
 
 
 def check_voxel_size(lr_image, spec: ModelSpec, path: str) -> None:
@@ -198,8 +196,6 @@ def super_resolve_file(
     volume, affine = lr_image.get_fdata(dtype=np.float32), lr_image.affine
     scale = 1.0
     if normalize:
-        from .intensity import WHITE_MATTER_LEVEL, white_matter_peak
-
         scale = white_matter_peak(volume[volume > 0]) / WHITE_MATTER_LEVEL
     volume = np.clip(volume / scale, 0, 1)
     for index, (model_path, settings) in enumerate(stages):

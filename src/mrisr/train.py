@@ -49,8 +49,9 @@ from torch.nn.parallel import DistributedDataParallel
 from .data import PatchDataset, StepBatches, build_cache, central_region
 from .figures import comparison_panel, training_curves
 from .io import MrisrError, atomic_path, load_volume, voxel_sizes
-from .modelfile import ModelSpec, condition_to_network, image_from_network, save_model, target_to_network
+from .modelfile import ModelSpec, condition_to_network, save_model, target_to_network
 from .networks import resolve_device, slab_shapes
+from .sample import sample_volume
 
 log = logging.getLogger("mrisr.train")  # also when run as __main__ by torchrun
 
@@ -304,7 +305,7 @@ def run_job(job_path: str) -> None:
             build_cache(job["val_subjects"] or job["train_subjects"], outputs["val_cache"], *cache_args, [],
                         job["seed"])
         world.barrier()
-        digest = config_digest(model, job["degradation"], sorted(job["train_subjects"]),
+        digest = config_digest({k: v for k, v in model.items() if k != "sampler"}, job["degradation"], sorted(job["train_subjects"]),
                                sorted(job["val_subjects"]), job["seed"], world.world)
         checkpoint = Path(outputs["checkpoint"])
         ema, rows = train(spec, Path(outputs["cache"]), Path(outputs["val_cache"]), checkpoint, digest, job["seed"],
@@ -328,8 +329,6 @@ def run_job(job_path: str) -> None:
 
 def validation_figure(spec: ModelSpec, network, val_cache: Path, seed: int, path: str) -> None:
     """DDIM samples of a validation subject's central region beside cubic and HR, with the model's own sampler."""
-    from .sample import sample_volume  # sample imports this module's neighbours; keep start-up light
-
     name, target, condition = central_region(val_cache, np.asarray(spec.patch_size).clip(min=16) * 2)
     settings = {**spec.sampler, "n_samples": min(spec.sampler["n_samples"], 2),
                 "device": next(network.parameters()).device.type}
@@ -349,18 +348,19 @@ def process_count(threads: int, gpus: int, device: str) -> tuple[int, int]:
 
 
 def run_training(
-    name: str, model: dict, degradation: dict, train_subjects: dict[str, dict[str, str]],
+    name: str, model: dict, sampler: dict, degradation: dict, train_subjects: dict[str, dict[str, str]],
     val_subjects: dict[str, dict[str, str]], seed: int, folder: str, outputs: dict[str, str], threads: int,
     gpus: int, log_path: str, provenance: dict,
 ) -> None:
     """The train stage: one model (settings resolved from the config) trained by torchrun on the job's resources.
 
     ``*_subjects`` map a subject ID to its ``hr``, ``lr`` and ``mask`` paths;
-    ``degradation`` is the pairs' forward operator. The checkpoint and the
+    ``degradation`` is the pairs' forward operator; ``sampler`` becomes the
+    model file's sampler defaults. The checkpoint and the
     training cache live in ``folder`` while training runs.
     """
     folder = Path(folder)
-    job = {"name": name, "model": model, "degradation": degradation, "train_subjects": train_subjects,
+    job = {"name": name, "model": {**model, "sampler": sampler}, "degradation": degradation, "train_subjects": train_subjects,
            "val_subjects": val_subjects, "seed": seed, "provenance": provenance,
            "outputs": {**outputs, "checkpoint": str(folder / "checkpoint.pt"), "cache": str(folder / "cache"),
                        "val_cache": str(folder / "val_cache")}}

@@ -23,7 +23,9 @@ rule train:
     log:
         "logs/train/{model}.log",
     params:
-        model=lambda wildcards: canonical(MODELS[wildcards.model]),
+        # The sampler settings are not a training setting: the model file records them as its sampler
+        # defaults (read from the config by the script), and changing them re-samples without retraining.
+        model=lambda wildcards: canonical({k: v for k, v in MODELS[wildcards.model].items() if k != "sampler"}),
         degradation=degradation(),  # the blurred training copies are degraded the same way
         train_subjects=TRAIN,
         val_subjects=VAL,
