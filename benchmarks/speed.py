@@ -188,7 +188,7 @@ def sampling_speed(model: dict, shape, steps: int, samples: int, threads: int) -
                 "data_consistency": False}
     condition = np.random.default_rng(0).random(shape, np.float32)
     per_voxel = flops_per_voxel(spec, settings["patch_size"])
-    evaluated = sum(evaluated_voxels(shape, window, settings["overlap"])
+    evaluated = sum(evaluated_voxels(shape, window, settings["overlap"], spec.downsampling)
                     for window in sample_patch_shapes(spec, settings["patch_size"]))
     started = time.perf_counter()
     sample_volume(condition, network, spec, settings, seed=0)

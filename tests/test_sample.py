@@ -3,16 +3,25 @@ import numpy as np
 import pytest
 import torch
 
-from mrisr.sample import gaussian_weights, patch_starts, sliding_window
+from mrisr.sample import evaluated_voxels, gaussian_weights, sliding_window, window_grid
 
 
-@pytest.mark.parametrize("size,patch,overlap", [(64, 32, 0.5), (70, 32, 0.25), (32, 32, 0.5), (33, 16, 0.0)])
-def test_patches_cover_every_voxel(size, patch, overlap):
-    starts = patch_starts(size, patch, overlap)
+@pytest.mark.parametrize("size,patch,overlap,multiple", [
+    (64, 32, 0.5, 4), (70, 32, 0.25, 4), (32, 32, 0.5, 4), (33, 16, 0.0, 1), (144, 64, 0.125, 8), (96, 32, 0.25, 4)])
+def test_windows_cover_every_voxel_with_the_overlap_asked_for(size, patch, overlap, multiple):
+    length, starts = window_grid(size, patch, overlap, multiple)
+    assert length <= patch and length % multiple == 0
     covered = np.zeros(size, bool)
     for start in starts:
-        covered[start:start + patch] = True
-    assert covered.all() and starts[0] == 0 and starts[-1] == size - patch
+        covered[start:start + length] = True
+    assert covered.all() and starts[0] == 0 and starts[-1] == size - length
+    assert all(length - (b - a) >= overlap * length - 1 for a, b in zip(starts, starts[1:]))
+
+
+def test_shrunk_windows_waste_less_work_than_full_ones():
+    assert window_grid(144, 64, 0.25, 4) == (60, [0, 42, 84])  # three windows of 64 would evaluate 192 voxels
+    assert window_grid(10, 1, 0.25, 1) == (1, list(range(10)))  # a slab's thin side: every slice once
+    assert evaluated_voxels((144, 176, 152), (64, 64, 64), 0.125, 4) / (144 * 176 * 152) < 1.45
 
 
 def test_identity_predictor_reconstructs_every_volume_of_the_batch_exactly():
@@ -26,7 +35,7 @@ def test_identity_predictor_reconstructs_every_volume_of_the_batch_exactly():
 
 def test_volume_smaller_than_the_patch_is_padded_and_cropped_back():
     volume = torch.randn(1, 1, 10, 20, 12)
-    output = sliding_window(volume, (16, 16, 16), lambda batch: batch * 2, overlap=0.25, batch_size=2)
+    output = sliding_window(volume, (16, 16, 16), lambda batch: batch * 2, overlap=0.25, batch_size=2, multiple=4)
     assert output.shape == volume.shape
     torch.testing.assert_close(output, volume * 2)
 

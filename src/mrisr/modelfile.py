@@ -59,6 +59,11 @@ class ModelSpec:
         return float(self.diffusion["residual_scale"])
 
     @property
+    def downsampling(self) -> int:
+        """How many times the U-Net halves its input, as the factor window sides must be a multiple of."""
+        return 2 ** (len(self.network["channel_mult"]) - 1)
+
+    @property
     def upsampling(self) -> list[float]:
         """Input voxel size over output voxel size, per axis."""
         return [f / o for f, o in zip(self.factor, self.output_factor)]

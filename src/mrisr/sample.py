@@ -34,15 +34,23 @@ from .networks import resolve_device, slab_shapes
 log = logging.getLogger(__name__)
 
 
-def patch_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """Start indices of patches covering ``size`` voxels with at least ``overlap`` fractional overlap."""
+def window_grid(size: int, patch: int, overlap: float, multiple: int) -> tuple[int, list[int]]:
+    """The window length and start indices along one axis of ``size`` voxels.
+
+    As few windows of at most ``patch`` voxels as cover the axis with at
+    least ``overlap`` of each window shared with the next; each window is
+    then shrunk to the shortest length (a multiple of ``multiple``) that
+    still covers it so, and the windows are spread evenly. Overlap beyond
+    what blending needs is work thrown away. Windows one voxel thin (a
+    tri-planar model's slabs) take every slice.
+    """
+    if patch == 1:
+        return 1, list(range(size))
     if size <= patch:
-        return [0]
-    stride = max(1, int(patch * (1 - overlap)))
-    starts = list(range(0, size - patch + 1, stride))
-    if starts[-1] != size - patch:
-        starts.append(size - patch)
-    return starts
+        return int(np.ceil(size / multiple) * multiple), [0]
+    count = int(np.ceil((size - patch * overlap) / (patch * (1 - overlap))))
+    length = min(patch, int(np.ceil(size / (count - (count - 1) * overlap) / multiple) * multiple))
+    return length, [int(round(start)) for start in np.linspace(0, size - length, count)]
 
 
 def gaussian_weights(patch_size: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
@@ -61,25 +69,30 @@ def sliding_window(
     predict: Callable[[torch.Tensor], torch.Tensor],
     overlap: float,
     batch_size: int,
+    multiple: int = 1,
 ) -> torch.Tensor:
-    """Apply ``predict`` to overlapping patches of ``volumes`` (N, C, X, Y, Z) and blend the outputs.
+    """Apply ``predict`` to overlapping windows of ``volumes`` (N, C, X, Y, Z) and blend the outputs.
 
-    ``predict`` maps a batch (B, C, *patch) to (B, C_out, *patch); each call
-    gets ``batch_size`` patch positions of all N volumes. Volumes smaller than
-    the patch are padded (edge values) and cropped back.
+    Windows are at most ``patch_size`` and laid out by :func:`window_grid`
+    (sides a multiple of ``multiple``, the network's downsampling).
+    ``predict`` maps a batch (B, C, *window) to (B, C_out, *window); each call
+    gets ``batch_size`` window positions of all N volumes. Volumes smaller
+    than a window are padded (edge values) and cropped back.
     """
     count, spatial = volumes.shape[0], tuple(volumes.shape[2:])
-    padding = [max(0, p - s) for p, s in zip(patch_size, spatial)]
+    grids = [window_grid(n, p, overlap, multiple) for n, p in zip(spatial, patch_size)]
+    window_size = [length for length, _ in grids]
+    padding = [max(0, length - n) for length, n in zip(window_size, spatial)]
     if any(padding):
         volumes = torch.nn.functional.pad(volumes, [side for p in reversed(padding) for side in (0, p)],
                                           mode="replicate")
     padded = tuple(volumes.shape[2:])
-    weights = gaussian_weights(patch_size).to(volumes.device)
-    corners = list(itertools.product(*(patch_starts(n, p, overlap) for n, p in zip(padded, patch_size))))
+    weights = gaussian_weights(window_size).to(volumes.device)
+    corners = list(itertools.product(*(starts for _, starts in grids)))
     output = None
     total_weight = torch.zeros(padded, device=volumes.device)
     for first in range(0, len(corners), batch_size):
-        windows = [tuple(slice(c, c + p) for c, p in zip(corner, patch_size))
+        windows = [tuple(slice(c, c + p) for c, p in zip(corner, window_size))
                    for corner in corners[first:first + batch_size]]
         batch = torch.cat([volumes[(slice(None), slice(None), *window)] for window in windows])
         predicted = predict(batch).float()
@@ -92,11 +105,10 @@ def sliding_window(
     return output[(slice(None), slice(None), *(slice(0, n) for n in spatial))]
 
 
-def evaluated_voxels(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> int:
+def evaluated_voxels(shape: Sequence[int], patch_size: Sequence[int], overlap: float, multiple: int) -> int:
     """Voxels one sliding-window pass feeds the network (over the volume's own voxel count: the overlap cost)."""
-    padded = [max(n, p) for n, p in zip(shape, patch_size)]
-    positions = np.prod([len(patch_starts(n, p, overlap)) for n, p in zip(padded, patch_size)])
-    return int(positions * np.prod(patch_size))
+    grids = [window_grid(n, p, overlap, multiple) for n, p in zip(shape, patch_size)]
+    return int(np.prod([length * len(starts) for length, starts in grids]))
 
 
 def sample_patch_shapes(spec: ModelSpec, patch_size: Sequence[int]) -> list[list[int]]:
@@ -134,8 +146,8 @@ def sample_volume(
                 return network(batch, t_batch)
 
         stacked = torch.cat([x_t, network_condition.expand(len(x_t), -1, *condition.shape)], dim=1)
-        outputs = [sliding_window(stacked, shape, predict, settings["overlap"], settings["batch_size"])
-                   for shape in shapes]
+        outputs = [sliding_window(stacked, shape, predict, settings["overlap"], settings["batch_size"],
+                                  spec.downsampling) for shape in shapes]
         return torch.stack(outputs).mean(dim=0)
 
     def project_x0(x0: torch.Tensor) -> torch.Tensor:
