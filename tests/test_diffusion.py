@@ -94,3 +94,4 @@ def test_ddim_timesteps_run_from_the_last_step_to_zero():
     steps = GaussianDiffusion("cosine", 1000).ddim_timesteps(10)
     assert steps[0] == 999 and steps[-1] == 0 and len(steps) == 10 and steps == sorted(steps, reverse=True)
     assert GaussianDiffusion("cosine", 1000).ddim_timesteps(1) == [999]
+    assert GaussianDiffusion("cosine", 1000).ddim_timesteps(4, refine_from=0.3) == [999, 300, 150, 0]

@@ -133,11 +133,20 @@ class GaussianDiffusion:
             eps = (root_one_minus * x_t + signal * output) / self.noise_std
         return x0, eps
 
-    def ddim_timesteps(self, steps: int) -> list[int]:
-        """``steps`` indices from ``T-1`` down to 0, evenly spaced."""
+    def ddim_timesteps(self, steps: int, refine_from: float | None = None) -> list[int]:
+        """``steps`` indices from ``T-1`` down to 0: evenly spaced, or ``T-1`` then evenly from ``refine_from * T``.
+
+        The first step, from pure noise, is the one-pass (regression) estimate;
+        with ``refine_from`` the remaining steps re-noise it only to that
+        fraction of the schedule and refine it from there ("predict, then refine").
+        """
         steps = max(1, min(steps, self.timesteps))
-        # Descending from T-1, so that a single step starts from pure noise (the regression estimate).
-        return sorted({int(round(v)) for v in np.linspace(self.timesteps - 1, 0, steps)}, reverse=True)
+        last = self.timesteps - 1
+        if refine_from is None or steps < 2:
+            points = np.linspace(last, 0, steps)
+        else:
+            points = np.concatenate([[last], np.linspace(refine_from * last, 0, steps - 1)])
+        return sorted({int(round(v)) for v in points}, reverse=True)
 
     @torch.no_grad()
     def ddim_sample(
@@ -148,6 +157,7 @@ class GaussianDiffusion:
         eta: float = 0.0,
         generators: Sequence[torch.Generator] | None = None,
         project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        refine_from: float | None = None,
     ) -> torch.Tensor:
         """Run DDIM from ``noise`` (standard normal, one row per sample) and return the final x0 estimates.
 
@@ -157,9 +167,10 @@ class GaussianDiffusion:
         with ``eta > 0`` row i draws its fresh noise from ``generators[i]``.
         ``project`` maps every x0 estimate onto the set the caller trusts
         (for super-resolution: volumes consistent with the LR scan).
+        ``refine_from``: see :meth:`ddim_timesteps`.
         """
         x_t = noise * self.noise_std
-        schedule = self.ddim_timesteps(steps)
+        schedule = self.ddim_timesteps(steps, refine_from)
         x0 = x_t
         for index, t in enumerate(schedule):
             t_batch = torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device)

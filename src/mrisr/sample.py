@@ -160,7 +160,7 @@ def sample_volume(
     started = time.perf_counter()
     with torch.inference_mode():
         x0 = diffusion.ddim_sample(denoise, noise, settings["steps"], settings["eta"], generators,
-                                   project_x0 if project else None)
+                                   project_x0 if project else None, settings["refine_from"])
         images = image_from_network(x0.float(), condition_tensor, scale)[:, 0].clamp(0, 1).cpu().numpy()
     log.info("%d sample(s), %d DDIM steps, %s voxels: %.1f s", count, settings["steps"], condition.shape,
              time.perf_counter() - started)
