@@ -1,26 +1,68 @@
-"""Native-space skull stripping: tool checks, ROBEX on its own reference head, and the nipype plumbing."""
+"""Native-space skull stripping: the `auto` decision, tool checks, ROBEX on its own reference head, nipype plumbing."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
 from nibabel.processing import resample_from_to, resample_to_output
 from scipy import ndimage
 
+from mrisr import registry
+from mrisr.fetch import mni152_path, robex_head_path
 from mrisr.io import MrisrError, load_volume
-from mrisr.skullstrip import SKULL_STRIP_METHODS, brain_mask, missing_tool, robex_dir
+from mrisr.skullstrip import SKULL_STRIP_METHODS, brain_mask, decide, foreground, missing_tool, robex_dir
+
+STRIPPED_MAX_ML = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())[
+    "preprocess"]["stripped_max_ml"]
 
 
 def test_methods_listed():
-    assert SKULL_STRIP_METHODS == ("template", "robex", "bet", "synthstrip", "none")
+    assert SKULL_STRIP_METHODS == ("auto", "template", "robex", "bet", "synthstrip", "none")
 
 
-@pytest.mark.parametrize("method", ["template", "none", "robex"])
+@pytest.mark.parametrize("method", ["auto", "template", "none", "robex"])
 def test_available_methods_need_nothing_else(method):
     assert missing_tool(method) is None
+
+
+def zero_background(image: nib.Nifti1Image) -> nib.Nifti1Image:
+    """The head as FreeSurfer stores it: everything outside the head set to exactly zero."""
+    volume = image.get_fdata(dtype=np.float32)
+    return nib.Nifti1Image(np.where(foreground(volume), volume, 0), image.affine)
+
+
+def test_auto_takes_a_stripped_template_for_stripped():
+    method, reason = decide(load_volume(mni152_path()), "auto", STRIPPED_MAX_ML)
+    assert method == "none" and reason.startswith("auto: already skull-stripped: foreground 18")
+
+
+def test_auto_strips_heads_whatever_their_background():
+    head = load_volume(robex_head_path())
+    method, reason = decide(head, "auto", STRIPPED_MAX_ML)
+    assert method == "robex" and reason.startswith("auto: a head: foreground 3")
+    # A zeroed background (FreeSurfer) fooled the old rule (over 40 % exact zeros = stripped); the size does not lie.
+    zeroed = zero_background(head)
+    assert np.mean(zeroed.get_fdata() == 0) > 0.4
+    method, reason = decide(zeroed, "auto", STRIPPED_MAX_ML)
+    assert method == "robex" and re.search(r"(9\d|100) % of the voxels around it exactly zero", reason)
+
+
+def test_auto_strips_pycortex_s1_as_stored():
+    try:
+        path = registry.volume_path("s1")
+    except MrisrError as error:
+        pytest.skip(str(error))
+    method, reason = decide(load_volume(path), "auto", STRIPPED_MAX_ML)
+    assert method == "robex" and reason.startswith("auto: a head: foreground 4")
+
+
+def test_an_explicit_method_is_obeyed():
+    assert decide(load_volume(mni152_path()), "robex", STRIPPED_MAX_ML) == ("robex", "as set in preprocess.skull_strip")
 
 
 @pytest.mark.parametrize("method, tool", [("bet", "bet"), ("synthstrip", "mri_synthstrip")])
@@ -38,6 +80,8 @@ def test_unknown_method_is_refused(tmp_path):
         brain_mask(_sphere_image(), "hd-bet", tmp_path)
     with pytest.raises(MrisrError, match="template"):
         brain_mask(_sphere_image(), "template", tmp_path)
+    with pytest.raises(MrisrError, match="auto is not a tool"):
+        brain_mask(_sphere_image(), "auto", tmp_path)
 
 
 def test_none_keeps_nonzero_voxels_and_fills_holes(tmp_path):
@@ -122,6 +166,7 @@ def robex_result(tmp_path_factory) -> tuple[nib.Nifti1Image, np.ndarray]:
     return head, brain_mask(head, "robex", tmp_path_factory.mktemp("robex"))
 
 
+@pytest.mark.slow
 def test_robex_masks_the_reference_head(robex_result):
     head, mask = robex_result
     volume = head.get_fdata()
