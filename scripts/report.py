@@ -13,6 +13,7 @@ def main(snakemake):
             i.summary, i.split, i.train_log, i.curves, i.validation,
             panel_pngs=dict(zip(params.test_subjects, i.panels)),
             qc_pngs=dict(zip(params.subjects, i.qc)), timing_csvs=list(i.timing),
+            qc_csvs=list(i.qc_csv), excluded_qc_csvs=dict(params.excluded_qc),
             config=params.config, provenance=provenance(snakemake.scriptdir),
             html_path=snakemake.output.html, provenance_path=snakemake.output.provenance, work_dir=work_dir,
         )

@@ -13,6 +13,7 @@ import yaml
 from .figures import metric_strip
 from .io import atomic_path, write_json
 from .metrics import method_summary
+from .qc import table as qc_table
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def test_independence_note(split: pd.DataFrame) -> str:
 def build_report(
     summary_csv: str, split_tsv: str, train_log_csv: str, curves_png: str, validation_png: str,
     panel_pngs: dict[str, str], qc_pngs: dict[str, str], timing_csvs: list[str],
-    config: dict, provenance: dict, html_path: str, provenance_path: str, work_dir: str,
+    qc_csvs: list[str], excluded_qc_csvs: dict[str, str], config: dict, provenance: dict, html_path: str, provenance_path: str, work_dir: str,
 ) -> None:
     """The ``report`` stage: render the page and write the provenance record beside it."""
     table = pd.read_csv(summary_csv)
@@ -90,6 +91,10 @@ def build_report(
         split=split.to_html(index=False, classes="table", border=0),
         timing=timing.round(1).reset_index().to_html(index=False, classes="table", border=0),
         qc={subject: embed_png(path) for subject, path in qc_pngs.items()},
+        qc_table=qc_table(qc_csvs, excluded_qc_csvs, split, config["preprocess"]["qc"]).to_html(
+            index=False, classes="table", border=0),
+        qc_thresholds=config["preprocess"]["qc"],
+        excluded=excluded_qc_csvs,
         config=yaml.safe_dump(config, sort_keys=False),
         provenance=provenance,
     )

@@ -14,6 +14,7 @@ from mrisr.config import validate_config
 from mrisr.fetch import sample_subjects
 from mrisr.hcp import check_access, read_subject_list, s3_client
 from mrisr.io import MrisrError
+from mrisr.qc import without_excluded
 from mrisr.skullstrip import missing_tool
 from mrisr.sources import check_local_files, discover_local
 from mrisr.split import resolve_split
@@ -57,10 +58,12 @@ if USER_SPLIT:
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
     AVAILABLE, LOCAL_FILES = source_subjects(config["data"])
-    SPLIT = resolve_split(config["split"], AVAILABLE, config["seed"])
+    # Subjects the user left out (e.g. after they failed QC) are in no role; the report lists them.
+    EXCLUDED = config["preprocess"]["exclude"]
+    SPLIT = resolve_split(*without_excluded(config["split"], AVAILABLE, EXCLUDED), config["seed"])
     TRAIN, VAL, TEST = SPLIT["train"], SPLIT["val"], SPLIT["test"]
     SUBJECTS = list(dict.fromkeys(TRAIN + VAL + TEST))
-    problem = missing_tool(config["preprocess"].get("skull_strip", "template"))
+    problem = missing_tool(config["preprocess"]["skull_strip"])
     if problem:
         raise MrisrError(problem)
     if config["data"]["source"] == "hcp":

@@ -11,6 +11,7 @@ rule report:
         panels=expand(f"{RESULTS}/figures/{{subject}}_panel.png", subject=TEST),
         qc=expand(f"{RESULTS}/preproc/{{subject}}/qc.png", subject=SUBJECTS),
         timing=expand(f"{RESULTS}/preproc/{{subject}}/timing.csv", subject=SUBJECTS),
+        qc_csv=expand(f"{RESULTS}/preproc/{{subject}}/qc.csv", subject=SUBJECTS),
     output:
         html=report(
             f"{RESULTS}/report/index.html",
@@ -24,6 +25,7 @@ rule report:
         config=canonical(config),
         test_subjects=TEST,
         subjects=SUBJECTS,
+        excluded_qc={subject: QC_RECORD.format(subject=subject) for subject in EXCLUDED},
     conda:
         "../../envs/evaluate.yaml"
     script:
