@@ -166,6 +166,9 @@ def preprocess_subject(raw_path: str, template: Template, settings: dict, seed: 
     if settings["registration"] not in REGISTRATIONS:
         raise MrisrError(f"preprocess.registration: unknown {settings['registration']!r}; "
                          f"use one of {sorted(REGISTRATIONS)}")
+    output_space = settings["output_space"]
+    if output_space not in ("template", "native"):
+        raise MrisrError(f"preprocess.output_space: unknown {output_space!r}; use template or native")
     scan = load_volume(raw_path)
     canonical = to_canonical(scan)
     method, reason = decide(canonical, settings["skull_strip"], settings["stripped_max_ml"])
@@ -192,8 +195,9 @@ def preprocess_subject(raw_path: str, template: Template, settings: dict, seed: 
     # With a brain mask in hand, register the brain alone: the template has no skull.
     source = moving if native_mask is None else moving * moving.new_image_like(native_mask * 1.0)
     # antspyx ignores a random_seed argument; ANTs reads its sampling seed from the environment.
-    # With it (and one ITK thread, see mrisr.workflow) the registration is repeatable.
-    os.environ["ANTS_RANDOM_SEED"] = str(seed)
+    # With it (and one ITK thread, see mrisr.workflow) the registration is repeatable; ANTs takes
+    # 0 to mean "seed from the clock" (measured: two runs with 0 differ), so seed 0 becomes 1.
+    os.environ["ANTS_RANDOM_SEED"] = str(seed or 1)
     working_spacing = settings["working_spacing"]
     result = ants.registration(
         fixed=_at_spacing(template.image, working_spacing), moving=_at_spacing(source, working_spacing),
@@ -211,7 +215,6 @@ def preprocess_subject(raw_path: str, template: Template, settings: dict, seed: 
     figures = qc.measure(registered_mask, template.mask, brain_ml, registered, template.image.numpy())
     lap("qc")
 
-    output_space = settings["output_space"]
     if output_space == "template":
         volume = _warp(template.image, moving, forward, "bSpline")
         if method == "template":
@@ -222,13 +225,11 @@ def preprocess_subject(raw_path: str, template: Template, settings: dict, seed: 
             mask = registered_mask
         box, affine = template.box, cropped_affine(template.affine, template.box)
         reference = template.image.numpy()
-    elif output_space == "native":
+    else:
         volume, mask = moving.numpy(), native_mask
         box = crop_box(mask, settings["crop_shape"], settings["shape_multiple"])
         affine = cropped_affine(canonical.affine, box)
         reference = _warp(moving, template.image, inverse, "linear", inverse=True)
-    else:
-        raise MrisrError(f"preprocess.output_space: unknown {output_space!r}; use template or native")
     mask = crop_or_pad(mask, box)
     brain = normalise_intensity(crop_or_pad(np.clip(volume, 0, None), box), mask)
     view = (brain, mask, crop_or_pad(reference, box))
