@@ -1,4 +1,7 @@
-"""Native-space skull stripping: the `auto` decision, tool checks, ROBEX on its own reference head, nipype plumbing."""
+"""Native-space skull stripping: the `auto` decision, tool checks and the nipype plumbing.
+
+ROBEX itself runs in tests/test_preprocess.py, on its reference head in five orientations.
+"""
 from __future__ import annotations
 
 import re
@@ -9,13 +12,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from nibabel.processing import resample_from_to, resample_to_output
 from scipy import ndimage
 
 from mrisr import registry
 from mrisr.fetch import mni152_path, robex_head_path
 from mrisr.io import MrisrError, load_volume
-from mrisr.skullstrip import SKULL_STRIP_METHODS, brain_mask, decide, foreground, missing_tool, robex_dir
+from mrisr.skullstrip import SKULL_STRIP_METHODS, brain_mask, decide, foreground, missing_tool
 
 STRIPPED_MAX_ML = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())[
     "preprocess"]["stripped_max_ml"]
@@ -154,37 +156,3 @@ def test_tool_failure_names_method_and_last_error_line(tmp_path, monkeypatch):
     with pytest.raises(MrisrError, match=r"bet failed: ERROR: could not allocate 4 GB \(exit code 3\)") as error:
         brain_mask(_sphere_image(), "bet", tmp_path / "work")
     assert "\n" not in str(error.value)
-
-
-@pytest.fixture(scope="module")
-def robex_result(tmp_path_factory) -> tuple[nib.Nifti1Image, np.ndarray]:
-    """ROBEX on its own reference head, downsampled to 3 mm (ROBEX works on a fixed internal grid,
-    so this saves little time, ~65 s instead of ~70 s, but it also checks coarse inputs)."""
-    if missing_tool("robex"):
-        pytest.skip(missing_tool("robex"))
-    head = resample_to_output(load_volume(robex_dir() / "ref_vols" / "atlas.nii.gz"), (3.0,) * 3, order=1)
-    return head, brain_mask(head, "robex", tmp_path_factory.mktemp("robex"))
-
-
-@pytest.mark.slow
-def test_robex_masks_the_reference_head(robex_result):
-    head, mask = robex_result
-    volume = head.get_fdata()
-    assert mask.dtype == bool and mask.shape == head.shape
-
-    # One blob, near the centre of the field of view, covering a plausible part of the head.
-    _, blobs = ndimage.label(mask)
-    assert blobs == 1
-    centre = np.array(ndimage.center_of_mass(mask)) / mask.shape
-    assert np.all(np.abs(centre - 0.5) < 0.15)
-    # The head: everything brighter than background noise (a percentile, as a few voxels are very bright).
-    head_mask = ndimage.binary_fill_holes(
-        ndimage.binary_closing(volume > 0.1 * np.percentile(volume, 99), iterations=2))
-    assert 0.2 < mask.sum() / head_mask.sum() < 0.7  # 0.37 here
-    assert mask[~head_mask].sum() < 0.01 * mask.sum()  # the brain lies inside the head
-
-    # Agrees with the brain mask ROBEX ships for this head, brought to the same grid.
-    shipped = load_volume(robex_dir() / "ref_vols" / "atlas_mask.nii.gz")
-    reference = resample_from_to(shipped, head, order=1).get_fdata() > 0.5
-    dice = 2 * (mask & reference).sum() / (mask.sum() + reference.sum())
-    assert dice > 0.9
