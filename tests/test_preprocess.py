@@ -237,6 +237,9 @@ def test_keep_going_finishes_the_others_and_the_report_lists_the_excluded_subjec
 
     config["preprocess"]["exclude"] = ["face"]
     layered.write_text(yaml.safe_dump(config))
+    planned = snakemake(workdir, "--configfile", str(TINY_CONFIG), str(layered), "--dry-run").stdout
+    stats = planned.split("Job stats:")[1].split("total")[0]
+    assert "preprocess" not in stats and "train" in stats  # nobody else is preprocessed again
     snakemake(workdir, "--configfile", str(TINY_CONFIG), str(layered))
     html = (workdir / "results" / "report" / "index.html").read_text()
     assert "Preprocessing QC" in html and "excluded (QC FAIL)" in html

@@ -64,8 +64,8 @@ def build_report(
     table = pd.read_csv(summary_csv)
     split = pd.read_csv(split_tsv, sep="\t").fillna("")
     train_log = pd.read_csv(train_log_csv)
-    timing = pd.concat([pd.read_csv(path) for path in timing_csvs]).pivot(index="subject", columns="step",
-                                                                         values="seconds")
+    timing = pd.concat([pd.read_csv(path) for path in timing_csvs]).pivot(
+        index="subject", columns="step", values="seconds").rename_axis(columns=None)  # no stray "step" header
     timing["total"] = timing.sum(axis=1)
     strips = {}
     for metric in ("psnr_brain", "ssim_brain"):

@@ -5,13 +5,6 @@ QC_IMAGE = "logs/preprocess/{subject}.qc.png"
 QC_RECORD = "logs/preprocess/{subject}.qc.csv"  # also read by the report for subjects in preprocess.exclude
 
 
-def preprocess_settings():
-    """The preprocess section minus `exclude`: leaving a subject out reruns nobody else's preprocessing."""
-    own = settings("preprocess")
-    own.pop("exclude")
-    return own
-
-
 rule preprocess:
     input:
         raw=f"{RESULTS}/raw/{{subject}}/T1w.nii.gz",
@@ -33,7 +26,8 @@ rule preprocess:
         qc=QC_IMAGE,
         qc_csv=QC_RECORD,
     params:
-        settings=preprocess_settings(),
+        # Without `exclude`: leaving a subject out reruns nobody else's preprocessing.
+        settings={key: value for key, value in settings("preprocess").items() if key != "exclude"},
         seed=config["seed"],
     threads: 1
     conda:
