@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: run test test-fast lint bench-quality bench-speed lock clean
+.PHONY: run test test-fast sample-data lint bench-quality bench-speed lock clean
 
 $(BIN)/activate: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,15 @@ $(BIN)/activate: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(BIN)/activate
 
-run: $(BIN)/activate
+# Sample volumes that only ship inside packages on the package index (pycortex's S1), fetched once into
+# $MRISR_DATA (default ~/.cache/mrisr) and verified; a no-op when the cache is complete.
+sample-data: $(BIN)/activate
+	$(BIN)/python -m mrisr.registry
+
+run: sample-data
 	$(BIN)/snakemake --cores $(CORES)
 
-test: $(BIN)/activate
+test: sample-data
 	$(BIN)/python -m pytest -ra
 
 # Unit tests only: no workflow runs, no Slurm, no ROBEX (under two minutes).

@@ -11,7 +11,7 @@ def main(snakemake):
         subject, cached, bucket=hcp["bucket"], prefix=hcp["prefix"],
         file_choice=hcp["file"], profile=hcp.get("aws_profile"), endpoint_url=hcp.get("endpoint_url"),
     )
-    import_scan(cached, snakemake.output.raw, subject=subject, source="hcp", real_volume=subject,
+    import_scan(cached, snakemake.output.raw, subject=subject, source="hcp", real_volume=subject, real_person=True,
                 description=f"HCP {subject}: s3://{hcp['bucket']}/{download['key']}", etag=download["etag"])
 
 

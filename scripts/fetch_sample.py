@@ -7,9 +7,8 @@ def main(snakemake):
     settings = snakemake.params.settings
     fetch_sample_subject(
         snakemake.wildcards.subject, snakemake.output.raw, seed=snakemake.params.seed,
-        max_displacement_mm=settings.get("max_displacement_mm", 4.0),
-        bias_strength=settings.get("bias_strength", 0.2),
-        gamma_range=settings.get("gamma_range", 0.15),
+        max_displacement_mm=settings["max_displacement_mm"], bias_strength=settings["bias_strength"],
+        gamma_range=settings["gamma_range"],
     )
 
 

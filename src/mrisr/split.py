@@ -92,13 +92,18 @@ def _split_count(value: int | float, total: int, name: str) -> int:
 
 
 def write_split(split: dict[str, list[str]], sidecar_paths: list[str], out_path: str) -> None:
-    """A table of every subject's role (train/val/test) and origin, for the report and for the record."""
+    """A table of every subject's role (train/val/test) and origin, for the report and for the record.
+
+    ``kind`` says whether the subject is a real person's scan, a population
+    average (a template), or derived from one of those by a synthetic deformation.
+    """
     origins = {Path(path).parent.name: json.loads(Path(path).read_text()) for path in sidecar_paths}
     rows = []
     for role, subjects in split.items():
         for subject in subjects:
             sidecar = origins.get(subject, {})
             rows.append({"subject": subject, "role": role, "source": sidecar.get("source", ""),
+                         "kind": sidecar.get("kind", ""),
                          "real_volume": sidecar.get("real_volume", subject),
                          "derived_from": sidecar.get("derived_from", ""),
                          "description": sidecar.get("description", sidecar.get("file", ""))})

@@ -17,6 +17,7 @@ from mrisr.degrade import factor_label
 from mrisr.fetch import sample_subjects
 from mrisr.hcp import check_access, read_subject_list, s3_client
 from mrisr.io import MrisrError
+from mrisr.qc import without_excluded
 from mrisr.skullstrip import missing_tool
 from mrisr.sources import check_local_files, discover_local
 from mrisr.split import resolve_split
@@ -71,7 +72,10 @@ try:
     MODELS = resolve_models(config, model_file_header)
     TRAINED = [name for name, model in MODELS.items() if model["kind"] in TRAINABLE_KINDS and "pretrained" not in model]
     AVAILABLE, LOCAL_FILES = source_subjects(config["data"])
-    SPLIT = resolve_split(config["split"], AVAILABLE, config["seed"], train_required=bool(TRAINED))
+    # Subjects the user left out (e.g. after they failed QC) are in no role; the report lists them.
+    EXCLUDED = config["preprocess"]["exclude"]
+    SPLIT = resolve_split(*without_excluded(config["split"], AVAILABLE, EXCLUDED), config["seed"],
+                          train_required=bool(TRAINED))
     TRAIN, VAL, TEST = SPLIT["train"], SPLIT["val"], SPLIT["test"]
     SUBJECTS = list(dict.fromkeys(TRAIN + VAL + TEST))
     problem = missing_tool(config["preprocess"]["skull_strip"])

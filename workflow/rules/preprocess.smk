@@ -1,4 +1,8 @@
-# Stage 2: N4 bias correction, registration to the template, skull stripping, normalisation, crop.
+# Stage 2: reorientation, N4 bias correction, skull stripping, registration to the template, QC,
+# normalisation, crop. A subject failing QC fails its job; its QC image and figures stay under logs/.
+
+QC_IMAGE = "logs/preprocess/{subject}.qc.png"
+QC_RECORD = "logs/preprocess/{subject}.qc.csv"  # also read by the report for subjects in preprocess.exclude
 
 
 rule preprocess:
@@ -15,10 +19,15 @@ rule preprocess:
             category="Registration QC",
             subcategory="{subject}",
         ),
+        qc_csv=f"{RESULTS}/preproc/{{subject}}/qc.csv",
     log:
-        "logs/preprocess/{subject}.log",
+        # Snakemake removes a failed job's outputs but keeps its logs: the QC record survives a failure.
+        log="logs/preprocess/{subject}.log",
+        qc=QC_IMAGE,
+        qc_csv=QC_RECORD,
     params:
-        settings=settings("preprocess"),
+        # Without `exclude`: leaving a subject out reruns nobody else's preprocessing.
+        settings={key: value for key, value in settings("preprocess").items() if key != "exclude"},
         seed=config["seed"],
     threads: 1
     conda:

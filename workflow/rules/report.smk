@@ -16,6 +16,7 @@ rule report:
         calibration=[path for by_model in CALIBRATION.values() for path in by_model.values()],
         qc=expand(f"{RESULTS}/preproc/{{subject}}/qc.png", subject=SUBJECTS),
         timing=expand(f"{RESULTS}/preproc/{{subject}}/timing.csv", subject=SUBJECTS),
+        qc_csv=expand(f"{RESULTS}/preproc/{{subject}}/qc.csv", subject=SUBJECTS),
     output:
         html=report(
             f"{RESULTS}/report/index.html",
@@ -32,6 +33,7 @@ rule report:
         panels=PANELS,
         calibration=CALIBRATION,
         subjects=SUBJECTS,
+        excluded_qc={subject: QC_RECORD.format(subject=subject) for subject in EXCLUDED},
     conda:
         "../../envs/evaluate.yaml"
     script:
