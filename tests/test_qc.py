@@ -43,15 +43,6 @@ def test_a_figure_outside_its_threshold_stops_the_subject_in_one_line(change, fi
     assert message.endswith("look at logs/preprocess/S1.qc.png") and "\n" not in message
 
 
-def test_excluded_subjects_leave_explicit_and_seeded_splits():
-    split, subjects = qc.without_excluded({"train": ["a", "b"], "val": ["c"], "test": ["d"]}, list("abcd"), ["b"])
-    assert split == {"train": ["a"], "val": ["c"], "test": ["d"]} and subjects == ["a", "c", "d"]
-    split, subjects = qc.without_excluded({"random": {"test": 1}}, list("abcd"), ["a", "d"])
-    assert split == {"random": {"test": 1}} and subjects == ["b", "c"]
-    with pytest.raises(MrisrError, match="preprocess.exclude: unknown subject"):
-        qc.without_excluded({"random": {"test": 1}}, list("abcd"), ["e"])
-
-
 def test_report_table_marks_failures_outliers_and_excluded_subjects(tmp_path):
     paths = []
     for index, dice in enumerate([0.95, 0.96, 0.955, 0.965, 0.958, 0.91]):

@@ -9,7 +9,7 @@ import pytest
 
 from mrisr.io import MrisrError
 from mrisr.sources import check_local_files, discover_local
-from mrisr.split import check_split, seeded_split
+from mrisr.split import check_split, seeded_split, without_excluded
 
 
 def _write(path: Path, shape: tuple[int, ...] = (8, 8, 8)) -> Path:
@@ -139,3 +139,12 @@ def test_split_must_name_existing_subjects():
 def test_split_roles_must_not_overlap():
     with pytest.raises(MrisrError, match=r"a in both split\.train and split\.test"):
         check_split({"train": ["a"], "val": [], "test": ["a"]}, ["a", "b"])
+
+
+def test_excluded_subjects_leave_explicit_and_seeded_splits():
+    split, subjects = without_excluded({"train": ["a", "b"], "val": ["c"], "test": ["d"]}, list("abcd"), ["b"])
+    assert split == {"train": ["a"], "val": ["c"], "test": ["d"]} and subjects == ["a", "c", "d"]
+    split, subjects = without_excluded({"random": {"test": 1}}, list("abcd"), ["a", "d"])
+    assert split == {"random": {"test": 1}} and subjects == ["b", "c"]
+    with pytest.raises(MrisrError, match="preprocess.exclude: unknown subject"):
+        without_excluded({"random": {"test": 1}}, list("abcd"), ["e"])

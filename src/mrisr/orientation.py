@@ -46,3 +46,10 @@ def to_scan_order(data: np.ndarray, canonical_affine: np.ndarray, scan_affine: n
     back = orientations.ornt_transform(RAS, orientations.io_orientation(scan_affine))
     reordered = orientations.apply_orientation(np.asarray(data), back)
     return reordered, canonical_affine @ orientations.inv_ornt_aff(back, np.shape(data))
+
+
+def canonical_grid(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """The shape and affine a grid has once its voxels are in the RAS order (as :func:`to_canonical` makes them)."""
+    transform = orientations.ornt_transform(orientations.io_orientation(affine), RAS)
+    new_shape = tuple(int(shape[int(axis)]) for axis in np.argsort(transform[:, 0]))
+    return new_shape, np.asarray(affine) @ orientations.inv_ornt_aff(transform, shape)

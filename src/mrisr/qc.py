@@ -127,22 +127,6 @@ def title_line(subject: str, figures: dict[str, float], problems: Sequence[str])
             f"correlation {figures['correlation']:.3f}; QC {status}")
 
 
-def without_excluded(split: dict, subjects: list[str], excluded: list[str]) -> tuple[dict, list[str]]:
-    """The ``split:`` config section and the subject list with the ``preprocess.exclude`` subjects taken out.
-
-    An explicit split loses them from its lists; a seeded split is drawn from
-    the subjects that remain.
-    """
-    unknown = [subject for subject in excluded if subject not in subjects]
-    if unknown:
-        raise MrisrError(f"preprocess.exclude: unknown subject(s) {', '.join(unknown)}; "
-                         f"available: {', '.join(subjects)}")
-    dropped = set(excluded)
-    kept = {role: [s for s in names if s not in dropped] if isinstance(names, list) else names
-            for role, names in split.items()}
-    return kept, [subject for subject in subjects if subject not in dropped]
-
-
 def table(qc_csvs: list[str], excluded_csvs: dict[str, str], split: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
     """The report's QC table: one row per subject with its figures and QC status, outliers marked.
 

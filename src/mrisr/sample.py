@@ -30,6 +30,7 @@ from .modelfile import (
     ModelSpec, condition_image, condition_to_network, image_from_network, load_model, target_to_network,
 )
 from .networks import resolve_device, slab_shapes
+from .orientation import canonical_grid, to_canonical, to_scan_order
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,9 @@ def super_resolve_file(
     writes the result in the input's units.
     """
     lr_image = load_volume(lr_path)
-    volume, affine = lr_image.get_fdata(dtype=np.float32), lr_image.affine
+    # The models learnt on scans in the RAS voxel order: sample there, write back in the scan's own order.
+    canonical = to_canonical(lr_image)
+    volume, affine = canonical.get_fdata(dtype=np.float32), canonical.affine
     scale = 1.0
     if normalize:
         scale = white_matter_peak(volume[volume > 0]) / WHITE_MATTER_LEVEL
@@ -217,10 +220,13 @@ def super_resolve_file(
         shape, affine = hr_grid_for(affine, volume.shape, spec.upsampling)
         if grid_path and index == len(stages) - 1:
             grid = json.loads(Path(grid_path).read_text())
-            shape, affine = tuple(grid["hr_shape"]), np.asarray(grid["hr_affine"])
+            shape, affine = canonical_grid(tuple(grid["hr_shape"]), np.asarray(grid["hr_affine"]))
         log.info("stage %d/%d: %s (%s) -> %s voxels", index + 1, len(stages), model_path, spec.kind, shape)
         volume, spread = super_resolve(volume, shape, spec, network, settings, seed)
-    save_volume(volume * scale, affine, sr_path, description="mrisr SR (mean of samples)")
+    estimate, scan_affine = to_scan_order(volume * scale, affine, lr_image.affine)
+    save_volume(estimate, scan_affine, sr_path, description="mrisr SR (mean of samples)")
     if std_path:
-        save_volume(spread * scale, affine, std_path, description="mrisr SR sample sd")
-    log.info("%s -> %s: %s voxels of %s mm", lr_path, sr_path, volume.shape, voxel_sizes(affine).round(3).tolist())
+        save_volume(to_scan_order(spread * scale, affine, lr_image.affine)[0], scan_affine, std_path,
+                    description="mrisr SR sample sd")
+    log.info("%s -> %s: %s voxels of %s mm", lr_path, sr_path, estimate.shape,
+             voxel_sizes(scan_affine).round(3).tolist())

@@ -32,6 +32,22 @@ def resolve_split(split: dict, subjects: list[str], seed: int, train_required: b
     return resolved
 
 
+def without_excluded(split: dict, subjects: list[str], excluded: list[str]) -> tuple[dict, list[str]]:
+    """The ``split:`` config section and the subject list with the ``preprocess.exclude`` subjects taken out.
+
+    An explicit split loses them from its lists; a seeded split is drawn from
+    the subjects that remain.
+    """
+    unknown = [subject for subject in excluded if subject not in subjects]
+    if unknown:
+        raise MrisrError(f"preprocess.exclude: unknown subject(s) {', '.join(unknown)}; "
+                         f"available: {', '.join(subjects)}")
+    dropped = set(excluded)
+    kept = {role: [s for s in names if s not in dropped] if isinstance(names, list) else names
+            for role, names in split.items()}
+    return kept, [subject for subject in subjects if subject not in dropped]
+
+
 def check_split(split: dict[str, list[str]], subjects: list[str], train_required: bool = True) -> None:
     """Roles must not share subjects, train (when needed) and test must not be empty, and every subject must exist."""
     for first, second in (("train", "test"), ("val", "test"), ("train", "val")):

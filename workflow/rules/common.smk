@@ -17,10 +17,9 @@ from mrisr.degrade import factor_label
 from mrisr.fetch import sample_subjects
 from mrisr.hcp import check_access, read_subject_list, s3_client
 from mrisr.io import MrisrError
-from mrisr.qc import without_excluded
 from mrisr.skullstrip import missing_tool
 from mrisr.sources import check_local_files, discover_local
-from mrisr.split import resolve_split
+from mrisr.split import resolve_split, without_excluded
 
 
 def fail(message):
