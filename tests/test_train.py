@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -118,6 +119,16 @@ def test_training_reduces_the_validation_loss_on_a_learnable_problem(tmp_path, s
     launch(job, tmp_path / "job.json", 1, 1, str(tmp_path / "train.log"))
     val_loss = pd.read_csv(job["outputs"]["log"])["val_loss"].tolist()
     assert val_loss[-1] < 0.75 * val_loss[0]  # measured: 0.63
+
+
+def test_the_launcher_can_be_replaced_for_a_rendezvous_across_nodes(tmp_path, subjects, monkeypatch):
+    # What a multi-node recipe sets (README); here one node with an explicit rendezvous endpoint.
+    monkeypatch.setenv("MRISR_TORCHRUN", f"{sys.executable} -m torch.distributed.run --nnodes 1 --nproc-per-node 2 "
+                                         "--rdzv-backend c10d --rdzv-endpoint localhost:0 --rdzv-id $MRISR_TEST_ID")
+    monkeypatch.setenv("MRISR_TEST_ID", "rendezvous-test")
+    job = make_job(tmp_path, subjects, steps=4, checkpoint_every=10, log_every=2, val_every=4)
+    launch(job, tmp_path / "job.json", 1, 1, str(tmp_path / "train.log"))
+    assert "2 process(es) on cpu, gloo" in (tmp_path / "train.log").read_text()
 
 
 def test_learning_rate_warms_up_then_decays_to_a_tenth():

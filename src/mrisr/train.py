@@ -31,6 +31,7 @@ import math
 import os
 import re
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -369,10 +370,21 @@ def run_training(
     (folder / "job.json").unlink()
 
 
+TORCHRUN_VARIABLE = "MRISR_TORCHRUN"
+
+
 def torchrun_command(job_path: str | Path, processes: int) -> list[str]:
-    """torchrun running :func:`run_job` on ``processes`` local processes."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-            "-m", "mrisr.train", str(job_path)]
+    """torchrun running :func:`run_job`: on ``processes`` local processes, or as ``$MRISR_TORCHRUN`` says.
+
+    ``MRISR_TORCHRUN`` replaces the launcher (environment variables in it are
+    expanded inside the job), for a rendezvous across nodes (README).
+    """
+    launcher = os.environ.get(TORCHRUN_VARIABLE)
+    if launcher:
+        prefix = shlex.split(os.path.expandvars(launcher))
+    else:
+        prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    return [*prefix, "-m", "mrisr.train", str(job_path)]
 
 
 def launch(job: dict, job_path: str | Path, processes: int, threads_per_process: int, log_path: str) -> None:
