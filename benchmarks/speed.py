@@ -117,7 +117,8 @@ def training_speed(model: dict, subjects: dict, processes: int, autocast: bool, 
                        "val_cache": str(folder / "val_cache")}}
     launch(job, folder / "job.json", processes, 1, str(folder / "train.log"))
     rows = pd.read_csv(folder / "log.csv")
-    steps_per_second = (rows["step"].iloc[-1] - rows["step"].iloc[0]) / (rows["seconds"].iloc[-1] - rows["seconds"].iloc[0])
+    first, last = rows.iloc[0], rows.iloc[-1]
+    steps_per_second = (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
     patches = steps_per_second * model["train"]["batch_size"] * processes
     return {"processes": processes, "threads_per_process": 1, "autocast_bf16": autocast,
             "steps_per_s": round(steps_per_second, 3), "patches_per_s": round(patches, 2),
@@ -204,7 +205,8 @@ def sampling_speed(model: dict, shape, steps: int, samples: int, threads: int) -
         reference = per_voxel * batch[:, 0].numel() * 3 / (time.perf_counter() - started)
     return {"shape": list(shape), "voxels": int(np.prod(shape)), "ddim_steps": steps, "samples": samples,
             "threads": threads, "patch": settings["patch_size"], "overlap": settings["overlap"],
-            "seconds": round(seconds, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "seconds": round(seconds, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "achieved_gflops": round(achieved / 1e9, 1), "reference_gflops": round(reference / 1e9, 1),
             "fraction_of_reference": round(achieved / reference, 2),
             "overlap_overhead": round(evaluated / np.prod(shape), 3)}

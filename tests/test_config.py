@@ -54,7 +54,8 @@ def test_models_get_the_shared_settings_with_their_own_overrides(config):
                         "regression": {"kind": "regression3d"}}
     models = resolve_models(config)
     assert list(models) == ["big", "plain", "regression"]
-    assert models["big"]["train"]["steps"] == 7 and models["big"]["train"]["batch_size"] == config["train"]["batch_size"]
+    assert models["big"]["train"]["steps"] == 7
+    assert models["big"]["train"]["batch_size"] == config["train"]["batch_size"]
     assert models["big"]["network"]["base_channels"] == 32 and models["plain"]["network"] == config["network"]
     assert models["plain"]["factor"] == [2.0] * 3 and models["plain"]["output_factor"] == [1.0] * 3
     # A regression model trains at t = T throughout and is one network pass.

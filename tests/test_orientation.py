@@ -64,7 +64,8 @@ def test_results_go_back_to_the_scan_order_and_world_position(image, codes):
 
 
 def test_oblique_scans_keep_their_rotation_in_the_affine(image):
-    oblique = nib.Nifti1Image(np.asarray(stored_as(image, "LIA").dataobj), rotation(15, 12) @ stored_as(image, "LIA").affine)
+    lia = stored_as(image, "LIA")
+    oblique = nib.Nifti1Image(np.asarray(lia.dataobj), rotation(15, 12) @ lia.affine)
     assert obliquity_degrees(image.affine) == 0
     assert 15 < obliquity_degrees(oblique.affine) < 20
     canonical = to_canonical(oblique)

@@ -45,7 +45,8 @@ def _schema_error_line(error: jsonschema.ValidationError) -> str:
                 "regression3d) with optional settings, `kind: cascade` with `stages:`, or `pretrained:` a model "
                 "file (with optional `sampler:`); see config/README.md")
     if error.validator == "required":
-        return f"config key {error.message.split(' is a required')[0]} is missing under {_location(error.absolute_path)}"
+        key = error.message.split(" is a required")[0]
+        return f"config key {key} is missing under {_location(error.absolute_path)}"
     return f"config key {_location(error.absolute_path)}: {error.message}"
 
 

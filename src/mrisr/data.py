@@ -124,8 +124,8 @@ class MappedArray:
     def __init__(self, path: Path) -> None:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(handle)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(handle)
             offset = handle.tell()
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         if fortran:

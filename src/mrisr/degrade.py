@@ -155,4 +155,5 @@ def write_pair(
         "lr_shape": list(lr_volume.shape), "lr_voxel_mm": voxel_sizes(lr_affine).tolist(),
         "order": order, "antialias": antialias, "noise_std": noise_std,
     }, grid_path)
-    log.info("HR %s -> LR %s (voxels %s mm)", hr_volume.shape, lr_volume.shape, voxel_sizes(lr_affine).round(3).tolist())
+    log.info("HR %s -> LR %s (voxels %s mm)", hr_volume.shape, lr_volume.shape,
+             voxel_sizes(lr_affine).round(3).tolist())

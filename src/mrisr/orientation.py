@@ -37,7 +37,9 @@ def to_canonical(image: nib.Nifti1Image) -> nib.Nifti1Image:
     return nib.as_closest_canonical(image)
 
 
-def to_scan_order(data: np.ndarray, canonical_affine: np.ndarray, scan_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def to_scan_order(
+    data: np.ndarray, canonical_affine: np.ndarray, scan_affine: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """A volume on a (possibly cropped) canonical grid, reordered into the voxel order of the original scan.
 
     Returns the array and its affine; on the full grid they are the scan's own

@@ -30,7 +30,8 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 SKULL_STRIP_METHODS = ("auto", "template", "robex", "bet", "synthstrip", "none")
 _OTHER_CHOICES = "or choose auto/template/robex/none"
-# A skull-stripped scan is zero outside the brain: at least this share of the voxels outside its foreground is exactly 0.
+# A skull-stripped scan is zero outside the brain: at least this share of the voxels outside its
+# foreground is exactly 0.
 STRIPPED_ZERO_SHARE = 0.9
 
 

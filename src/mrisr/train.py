@@ -176,10 +176,13 @@ def train(spec: ModelSpec, cache: Path, val_cache: Path, checkpoint_path: Path, 
                 group["lr"] = learning_rate_at(step, settings)
             torch.manual_seed(step_seed(seed, step, world.rank))
             batch_size = len(batches[0][0])
+            t = torch.randint(0, diffusion.timesteps, (batch_size,), device=device)
+            # The one-pass (t = T) estimate is where sampling starts: the warm start trains only there,
+            # and afterwards a share of every batch keeps training it.
+            at_last = torch.rand(batch_size, device=device) < settings["regression_share"]
             if step < settings["warm_start_steps"]:
-                t = torch.full((batch_size,), last_t, device=device)
-            else:
-                t = torch.randint(0, diffusion.timesteps, (batch_size,), device=device)
+                at_last[:] = True
+            t = torch.where(at_last, last_t, t)
             batches = [(target.to(device, non_blocking=True), condition.to(device, non_blocking=True))
                        for target, condition in batches]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings["autocast"]):
@@ -290,7 +293,8 @@ def run_job(job_path: str) -> None:
     if world.world > 1:
         dist.init_process_group(world.backend, device_id=world.device if world.backend == "nccl" else None)
         processes = [None] * world.world
-        dist.all_gather_object(processes, f"rank {world.rank}: pid {os.getpid()} on {os.uname().nodename}, {world.device}")
+        this = f"rank {world.rank}: pid {os.getpid()} on {os.uname().nodename}, {world.device}"
+        dist.all_gather_object(processes, this)
         log.info("processes: %s", "; ".join(processes))
     if world.device.type == "cpu":
         torch.set_num_threads(job["threads_per_process"])
@@ -306,7 +310,8 @@ def run_job(job_path: str) -> None:
             build_cache(job["val_subjects"] or job["train_subjects"], outputs["val_cache"], *cache_args, [],
                         job["seed"])
         world.barrier()
-        digest = config_digest({k: v for k, v in model.items() if k != "sampler"}, job["degradation"], sorted(job["train_subjects"]),
+        training_settings = {key: value for key, value in model.items() if key != "sampler"}
+        digest = config_digest(training_settings, job["degradation"], sorted(job["train_subjects"]),
                                sorted(job["val_subjects"]), job["seed"], world.world)
         checkpoint = Path(outputs["checkpoint"])
         ema, rows = train(spec, Path(outputs["cache"]), Path(outputs["val_cache"]), checkpoint, digest, job["seed"],
@@ -357,12 +362,12 @@ def run_training(
 
     ``*_subjects`` map a subject ID to its ``hr``, ``lr`` and ``mask`` paths;
     ``degradation`` is the pairs' forward operator; ``sampler`` becomes the
-    model file's sampler defaults. The checkpoint and the
-    training cache live in ``folder`` while training runs.
+    model file's sampler defaults. The checkpoint and the training cache
+    live in ``folder`` while training runs.
     """
     folder = Path(folder)
-    job = {"name": name, "model": {**model, "sampler": sampler}, "degradation": degradation, "train_subjects": train_subjects,
-           "val_subjects": val_subjects, "seed": seed, "provenance": provenance,
+    job = {"name": name, "model": {**model, "sampler": sampler}, "degradation": degradation,
+           "train_subjects": train_subjects, "val_subjects": val_subjects, "seed": seed, "provenance": provenance,
            "outputs": {**outputs, "checkpoint": str(folder / "checkpoint.pt"), "cache": str(folder / "cache"),
                        "val_cache": str(folder / "val_cache")}}
     processes, threads_per_process = process_count(threads, gpus, model["train"]["device"])

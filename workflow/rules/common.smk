@@ -171,5 +171,10 @@ def evaluated_at(factor):
     return [name for name in EVALUATED if factor_of(name) == factor]
 
 
+def estimates(subject, factor, name):
+    """A file of every evaluated model's estimate of ``subject`` from LR factor ``factor``."""
+    return [f"{RESULTS}/sr/{model}/{subject}/{name}" for model in evaluated_at(factor)]
+
+
 def final_outputs():
     return [f"{RESULTS}/report/index.html"]

@@ -50,8 +50,8 @@ rule panel:
         hr=hr_file("{subject}"),
         lr=lr_file("{subject}", "{factor}"),
         mask=mask_file("{subject}"),
-        sr=lambda wildcards: [f"{RESULTS}/sr/{model}/{wildcards.subject}/sr.nii.gz" for model in evaluated_at(wildcards.factor)],
-        sr_std=lambda wildcards: [f"{RESULTS}/sr/{model}/{wildcards.subject}/sr_std.nii.gz" for model in evaluated_at(wildcards.factor)],
+        sr=lambda wildcards: estimates(wildcards.subject, wildcards.factor, "sr.nii.gz"),
+        sr_std=lambda wildcards: estimates(wildcards.subject, wildcards.factor, "sr_std.nii.gz"),
     output:
         panel=report(
             f"{RESULTS}/figures/{{subject}}_x{{factor}}_panel.png",
