@@ -128,7 +128,11 @@ def sample_volume(
     """Draw ``settings["n_samples"]`` DDIM samples given the conditioning image (output grid, [0, 1]).
 
     Returns their mean (the estimate) and voxel-wise standard deviation (an
-    uncertainty map). Sample i starts from the noise of ``seed + i``.
+    uncertainty map). Sample i starts from the noise of ``seed + i``; with
+    ``mirror_samples`` the odd samples see the volume mirrored left-right
+    (array axis 0, which is left-right in the RAS voxel order the volumes are
+    sampled in), so the spread also shows where the model's answer depends
+    on which way round it sees the brain.
     ``project`` maps an image estimate onto the images the caller trusts; it
     is applied to every x0 estimate.
     """
@@ -146,10 +150,18 @@ def sample_volume(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings["autocast"]):
                 return network(batch, t_batch)
 
-        stacked = torch.cat([x_t, network_condition.expand(len(x_t), -1, *condition.shape)], dim=1)
+        stacked = mirror(torch.cat([x_t, network_condition.expand(len(x_t), -1, *condition.shape)], dim=1))
         outputs = [sliding_window(stacked, shape, predict, settings["overlap"], settings["batch_size"],
                                   spec.downsampling) for shape in shapes]
-        return torch.stack(outputs).mean(dim=0)
+        return mirror(torch.stack(outputs).mean(dim=0))
+
+    def mirror(volumes: torch.Tensor) -> torch.Tensor:
+        """With ``mirror_samples``, every other sample's volumes flipped left-right (and back)."""
+        if not settings["mirror_samples"]:
+            return volumes
+        volumes = volumes.clone()
+        volumes[1::2] = volumes[1::2].flip(2)
+        return volumes
 
     def project_x0(x0: torch.Tensor) -> torch.Tensor:
         images = image_from_network(x0, condition_tensor, scale).float().cpu().numpy()
