@@ -87,4 +87,5 @@ def test_a_pretrained_model_takes_its_settings_from_the_file(config):
     header = {"kind": "diffusion3d", "factor": [2.0] * 3, "output_factor": [1.0] * 3,
               "sampler": {"steps": 5, "n_samples": 4}}
     model = resolve_models(config, lambda path: header)["theirs"]
-    assert model["pretrained"] == "their.pt" and model["sampler"] == {"steps": 9, "n_samples": 4}
+    assert model["pretrained"] == "their.pt"
+    assert model["sampler"] == {**config["sampler"], "steps": 9, "n_samples": 4}

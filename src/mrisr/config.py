@@ -98,7 +98,9 @@ def resolve_models(config: dict, read_model_file=None) -> dict[str, dict]:
             header = read_model_file(entry["pretrained"])
             models[name] = {
                 "kind": header["kind"], "pretrained": entry["pretrained"], "factor": header["factor"],
-                "output_factor": header["output_factor"], "sampler": merge(header["sampler"], entry.get("sampler")),
+                "output_factor": header["output_factor"],
+                # The file's sampler defaults; keys it predates come from the config's sampler section.
+                "sampler": merge(merge(config["sampler"], header["sampler"]), entry.get("sampler")),
             }
         elif entry["kind"] == "cascade":
             models[name] = {"kind": "cascade", "stages": list(entry["stages"])}
