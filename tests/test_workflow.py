@@ -246,6 +246,15 @@ def test_local_bids_dataset_is_planned_with_a_seeded_split(tmp_path):
         assert f"results/raw/{subject}/T1w.nii.gz" in result.stdout
 
 
+def test_sample_volumes_in_a_user_config_replace_the_default_ones(tmp_path):
+    config = tmp_path / "volumes.yaml"
+    config.write_text(yaml.safe_dump({"data": {"sample": {"derived_per_volume": {"mni152": 2}}},
+                                      "split": {"random": {"val": 1, "test": 1}}}))
+    result = snakemake(tmp_path, "--configfile", str(config), "--dry-run")
+    planned = set(re.findall(r"results/raw/(\w+)/T1w.nii.gz", result.stdout))
+    assert planned == {"mni152", "mni152def01", "mni152def02"}
+
+
 @pytest.mark.parametrize("problem,expected", [
     ("empty", "data.local: no scans"),
     ("4d", "sub-02_T1w.nii.gz"),

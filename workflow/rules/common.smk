@@ -61,11 +61,13 @@ def model_file_header(path):
 
 
 RESULTS = "results"
-# Config files given on the command line are merged key by key over config/config.yaml; a split
-# given there replaces the default split as a whole (mixing two splits makes no sense).
-USER_SPLIT = workflow.config_settings.overwrite_config.get("split")
-if USER_SPLIT:
-    config["split"] = USER_SPLIT
+# Config files given on the command line are merged key by key over config/config.yaml; a split or
+# a set of sample volumes given there replaces the default as a whole (mixing two makes no sense).
+USER_CONFIG = workflow.config_settings.overwrite_config
+if USER_CONFIG.get("split"):
+    config["split"] = USER_CONFIG["split"]
+if USER_CONFIG.get("data", {}).get("sample", {}).get("derived_per_volume"):
+    config["data"]["sample"]["derived_per_volume"] = USER_CONFIG["data"]["sample"]["derived_per_volume"]
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
     MODELS = resolve_models(config, model_file_header)
