@@ -89,3 +89,24 @@ def test_a_pretrained_model_takes_its_settings_from_the_file(config):
     model = resolve_models(config, lambda path: header)["theirs"]
     assert model["pretrained"] == "their.pt"
     assert model["sampler"] == {**config["sampler"], "steps": 9, "n_samples": 4}
+
+
+def test_config_readme_states_the_defaults_of_config_yaml(config):
+    # Rows `| `section.key` | value | ...` whose value is a plain YAML scalar or list must match config.yaml.
+    checked = 0
+    for line in (ROOT / "config" / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) < 2 or not cells[0].startswith("`") or cells[0].count("`") != 2 or "*" in cells[0]:
+            continue
+        try:
+            documented = yaml.safe_load(cells[1].strip("`"))
+        except yaml.YAMLError:
+            continue
+        if not isinstance(documented, (bool, int, float, list, type(None))):
+            continue
+        value = config
+        for key in cells[0].strip("`").split("."):
+            value = value[key]
+        assert documented == value, f"config/README.md says {cells[0]} = {cells[1]}, config.yaml has {value}"
+        checked += 1
+    assert checked > 30
