@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mrisr.config import merge
+from mrisr.config import merge, replace_whole_sections
 from mrisr.evaluate import method_summary
 from mrisr.fetch import DERIVED, SAMPLE_VOLUMES
 from mrisr.io import write_json
@@ -134,7 +134,7 @@ def main() -> None:
     for path in args.configs:
         override = read_yaml(path)
         base = merge(base, override)
-        base["split"] = override.get("split", base["split"])
+        replace_whole_sections(base, override)
     suite = read_yaml(SUITES)[args.suite]
     started = time.perf_counter()
     splits = folds(base, "config" if args.smoke else args.folds)

@@ -78,6 +78,24 @@ def merge(base: dict, override: dict | None) -> dict:
     return merged
 
 
+# Sections a user's config replaces as a whole instead of merging into the default (mixing two splits,
+# or two sets of sample volumes, makes no sense).
+REPLACED_WHOLE = (("split",), ("data", "sample", "derived_per_volume"))
+
+
+def replace_whole_sections(merged: dict, user: dict) -> None:
+    """Put the sections of REPLACED_WHOLE that ``user`` gives into ``merged`` as given (in place)."""
+    for path in REPLACED_WHOLE:
+        given = user
+        for key in path:
+            given = given.get(key) if isinstance(given, dict) else None
+        if given:
+            target = merged
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = copy.deepcopy(given)
+
+
 def resolve_models(config: dict, read_model_file=None) -> dict[str, dict]:
     """Every model of ``models:`` with its full settings, in config order.
 

@@ -12,7 +12,7 @@ from mrisr.workflow import expose_package
 
 expose_package(f"{workflow.basedir}/src")
 
-from mrisr.config import TRAINABLE_KINDS, resolve_models, validate_config
+from mrisr.config import TRAINABLE_KINDS, replace_whole_sections, resolve_models, validate_config
 from mrisr.degrade import factor_label
 from mrisr.fetch import sample_subjects
 from mrisr.hcp import check_access, read_subject_list, s3_client
@@ -61,13 +61,9 @@ def model_file_header(path):
 
 
 RESULTS = "results"
-# Config files given on the command line are merged key by key over config/config.yaml; a split or
-# a set of sample volumes given there replaces the default as a whole (mixing two makes no sense).
-USER_CONFIG = workflow.config_settings.overwrite_config
-if USER_CONFIG.get("split"):
-    config["split"] = USER_CONFIG["split"]
-if USER_CONFIG.get("data", {}).get("sample", {}).get("derived_per_volume"):
-    config["data"]["sample"]["derived_per_volume"] = USER_CONFIG["data"]["sample"]["derived_per_volume"]
+# Config files given on the command line are merged key by key over config/config.yaml, except the
+# sections of mrisr.config.REPLACED_WHOLE (the split, the sample volumes), which replace the default.
+replace_whole_sections(config, workflow.config_settings.overwrite_config)
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
     MODELS = resolve_models(config, model_file_header)
