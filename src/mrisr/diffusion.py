@@ -186,7 +186,8 @@ class GaussianDiffusion:
             direction = math.sqrt(max(1 - alpha_bar_next - sigma**2, 0.0)) * self.noise_std * eps
             x_t = math.sqrt(alpha_bar_next) * x0 + direction
             if sigma > 0:
-                fresh = torch.stack([torch.randn(x_t.shape[1:], generator=g, device=x_t.device) for g in generators])
+                # Drawn on the CPU (the samples' generators live there): the same noise on any device.
+                fresh = torch.stack([torch.randn(x_t.shape[1:], generator=g) for g in generators]).to(x_t.device)
                 x_t = x_t + sigma * self.noise_std * fresh
         return x0
 
