@@ -70,8 +70,9 @@ def test_ddim_with_an_oracle_denoiser_returns_the_target(eta, schedule):
     diffusion = GaussianDiffusion(schedule, 1000, prediction="x0")
     target = torch.linspace(-1, 1, 64).reshape(1, 1, 4, 4, 4).expand(2, 1, 4, 4, 4)
     generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
-    result = diffusion.ddim_sample(lambda x_t, t: target, torch.randn(target.shape), steps=10, eta=eta,
-                                   generators=generators)
+    first, result = diffusion.ddim_sample(lambda x_t, t: target, torch.randn(target.shape), steps=10, eta=eta,
+                                          generators=generators)
+    torch.testing.assert_close(first, target)
     torch.testing.assert_close(result, target)
 
 
@@ -85,8 +86,9 @@ def test_projection_applies_to_every_estimate_and_decides_the_result(prediction)
         return torch.zeros_like(x0) + 0.25  # the only "consistent" estimate
 
     noise = torch.randn(3, 1, 4, 4, 4, generator=torch.Generator().manual_seed(2))
-    result = diffusion.ddim_sample(lambda x_t, t: torch.randn_like(x_t), noise, steps=4, project=project)
+    first, result = diffusion.ddim_sample(lambda x_t, t: torch.randn_like(x_t), noise, steps=4, project=project)
     assert len(calls) == 4
+    torch.testing.assert_close(first, torch.full_like(noise, 0.25))
     torch.testing.assert_close(result, torch.full_like(noise, 0.25))
 
 

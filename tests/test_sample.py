@@ -75,7 +75,7 @@ def test_mirrored_samples_are_mirrored_back():
     spec = ModelSpec("diffusion3d", {"channel_mult": [1]}, {"schedule": "cosine", "timesteps": 100,
                      "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0}, [2.0] * 3, [1.0] * 3,
                      [1.0] * 3, [8] * 3, {}, {}, {}, [], {})
-    settings = {"steps": 2, "n_samples": 2, "eta": 0.0, "refine_from": None, "patch_size": [8, 8, 8],
+    settings = {"steps": 2, "n_samples": 2, "estimate": "mean", "eta": 0.0, "refine_from": None, "patch_size": [8, 8, 8],
                 "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu"}
     condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
     results = {}
@@ -87,3 +87,22 @@ def test_mirrored_samples_are_mirrored_back():
     np.testing.assert_allclose(results[1, True][0], results[1, False][0], atol=1e-6)
     # ... a 3x3x3 one does, so the flip really happened (and was undone, or the check above would fail).
     assert np.abs(results[3, True][0] - results[3, False][0]).max() > 1e-4
+
+
+def test_the_one_pass_estimate_is_the_first_step_and_the_spread_comes_from_the_samples():
+    from mrisr.modelfile import ModelSpec
+    from mrisr.sample import sample_volume
+
+    spec = ModelSpec("diffusion3d", {"channel_mult": [1]}, {"schedule": "cosine", "timesteps": 100,
+                     "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0}, [2.0] * 3, [1.0] * 3,
+                     [1.0] * 3, [8] * 3, {}, {}, {}, [], {})
+    settings = {"steps": 3, "n_samples": 3, "eta": 1.0, "refine_from": None, "patch_size": [8, 8, 8],
+                "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu", "mirror_samples": False}
+    condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
+    network = Convolution(3)
+    one_pass, spread = sample_volume(condition, network, spec, {**settings, "estimate": "one_pass"}, seed=0)
+    mean, mean_spread = sample_volume(condition, network, spec, {**settings, "estimate": "mean"}, seed=0)
+    first_step, _ = sample_volume(condition, network, spec, {**settings, "steps": 1, "estimate": "mean"}, seed=0)
+    np.testing.assert_allclose(one_pass, first_step, atol=1e-6)
+    np.testing.assert_array_equal(spread, mean_spread)
+    assert np.abs(one_pass - mean).max() > 1e-4 and spread.max() > 0

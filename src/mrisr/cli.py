@@ -9,7 +9,8 @@ import sys
 from .io import MrisrError
 
 # Command-line options that override the model file's sampler defaults.
-SAMPLER_OPTIONS = {"steps": "steps", "samples": "n_samples", "eta": "eta", "data_consistency": "data_consistency"}
+SAMPLER_OPTIONS = {"steps": "steps", "samples": "n_samples", "estimate": "estimate", "eta": "eta",
+                   "data_consistency": "data_consistency"}
 
 
 def super_resolve_command(args: argparse.Namespace) -> None:
@@ -39,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--output", required=True, help="super-resolved NIfTI to write")
     sr.add_argument("--uncertainty", help="also write the voxel-wise sample sd here")
     sr.add_argument("--steps", type=int, help="DDIM steps (default: the model file's)")
-    sr.add_argument("--samples", type=int, help="samples averaged into the estimate (default: the model file's)")
+    sr.add_argument("--samples", type=int, help="samples drawn, their sd the uncertainty (default: the model file's)")
+    sr.add_argument("--estimate", choices=["one_pass", "mean"],
+                    help="the one-pass posterior mean, or the mean of the samples (default: the model file's)")
     sr.add_argument("--eta", type=float, help="DDIM stochasticity (default: the model file's)")
     sr.add_argument("--data-consistency", action=argparse.BooleanOptionalAction, default=None,
                     help="back-project every estimate onto the input (default: the model file's)")

@@ -158,8 +158,11 @@ class GaussianDiffusion:
         generators: Sequence[torch.Generator] | None = None,
         project: Callable[[torch.Tensor], torch.Tensor] | None = None,
         refine_from: float | None = None,
-    ) -> torch.Tensor:
-        """Run DDIM from ``noise`` (standard normal, one row per sample) and return the final x0 estimates.
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run DDIM from ``noise`` (standard normal, one row per sample): the first step's and the final x0 estimates.
+
+        The first step, from pure noise, is the network's posterior mean (the
+        one-pass estimate); the final estimates are the samples.
 
         ``denoise(x_t, t)`` returns the network output for the whole batch
         ``x_t``, so that a caller can evaluate it patch-wise (see
@@ -171,13 +174,15 @@ class GaussianDiffusion:
         """
         x_t = noise * self.noise_std
         schedule = self.ddim_timesteps(steps, refine_from)
-        x0 = x_t
+        x0 = first_x0 = x_t
         for index, t in enumerate(schedule):
             t_batch = torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device)
             x0, eps = self.predict_x0_eps(denoise(x_t, t), x_t, t_batch)
             if project is not None:
                 x0 = project(x0)
                 eps = self.eps_from_x0(x0, x_t, t_batch)
+            if index == 0:
+                first_x0 = x0
             if index + 1 == len(schedule):
                 break
             alpha_bar = float(self.alpha_bar[t])
@@ -189,7 +194,7 @@ class GaussianDiffusion:
                 # Drawn on the CPU (the samples' generators live there): the same noise on any device.
                 fresh = torch.stack([torch.randn(x_t.shape[1:], generator=g) for g in generators]).to(x_t.device)
                 x_t = x_t + sigma * self.noise_std * fresh
-        return x0
+        return first_x0, x0
 
     def eps_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The noise (standard normal units) that takes ``x0`` to ``x_t`` at ``t``."""

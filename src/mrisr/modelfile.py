@@ -129,6 +129,8 @@ def read_model_file(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor
     spec_fields = contents.get("spec")
     if not isinstance(spec_fields, dict) or set(spec_fields) != known:
         raise MrisrError(f"{path}: damaged mrisr model file (its settings are incomplete); retrain it")
+    # Files written before `sampler.estimate` existed estimated by the mean of their samples.
+    spec_fields["sampler"].setdefault("estimate", "mean")
     return ModelSpec(**spec_fields), contents["state_dict"]
 
 

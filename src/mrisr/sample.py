@@ -127,8 +127,12 @@ def sample_volume(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``settings["n_samples"]`` DDIM samples given the conditioning image (output grid, [0, 1]).
 
-    Returns their mean (the estimate) and voxel-wise standard deviation (an
-    uncertainty map). Sample i starts from the noise of ``seed + i``; with
+    Returns the estimate and the samples' voxel-wise standard deviation (an
+    uncertainty map). The estimate is, with ``estimate: one_pass``, the mean
+    of the first step's x0 estimates: the network's posterior mean, which a
+    mean of a few samples approaches only with the samples' spread as error
+    (docs/decisions.md); with ``estimate: mean``, the mean of the samples.
+    Sample i starts from the noise of ``seed + i``; with
     ``mirror_samples`` the odd samples see the volume mirrored left-right
     (array axis 0, which is left-right in the RAS voxel order the volumes are
     sampled in), so the spread also shows where the model's answer depends
@@ -172,19 +176,24 @@ def sample_volume(
     noise = torch.stack([torch.randn((1, *condition.shape), generator=g) for g in generators]).to(device)
     started = time.perf_counter()
     with torch.inference_mode():
-        x0 = diffusion.ddim_sample(denoise, noise, settings["steps"], settings["eta"], generators,
-                                   project_x0 if project else None, settings["refine_from"])
-        images = image_from_network(x0.float(), condition_tensor, scale)[:, 0].clamp(0, 1).cpu().numpy()
+        first_x0, x0 = diffusion.ddim_sample(denoise, noise, settings["steps"], settings["eta"], generators,
+                                             project_x0 if project else None, settings["refine_from"])
+
+        def to_images(x: torch.Tensor) -> np.ndarray:
+            return image_from_network(x.float(), condition_tensor, scale)[:, 0].clamp(0, 1).cpu().numpy()
+
+        samples = to_images(x0)
+        estimate = to_images(first_x0).mean(axis=0) if settings["estimate"] == "one_pass" else samples.mean(axis=0)
     log.info("%d sample(s), %d DDIM steps, %s voxels: %.1f s", count, settings["steps"], condition.shape,
              time.perf_counter() - started)
-    return images.mean(axis=0).astype(np.float32), images.std(axis=0).astype(np.float32)
+    return estimate.astype(np.float32), samples.std(axis=0).astype(np.float32)
 
 
 def super_resolve(
     lr_volume: np.ndarray, output_shape: Sequence[int], spec: ModelSpec, network: torch.nn.Module, settings: dict,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One model's estimate (mean of samples) and sample sd on ``output_shape`` from an LR volume in [0, 1]."""
+    """One model's estimate and sample sd on ``output_shape`` from an LR volume in [0, 1]."""
     def consistent(image: np.ndarray) -> np.ndarray:
         return back_project(image, lr_volume, spec.upsampling, spec.degradation["order"],
                             spec.degradation["antialias"], settings["consistency_iterations"])
@@ -236,7 +245,7 @@ def super_resolve_file(
         log.info("stage %d/%d: %s (%s) -> %s voxels", index + 1, len(stages), model_path, spec.kind, shape)
         volume, spread = super_resolve(volume, shape, spec, network, settings, seed)
     estimate, scan_affine = to_scan_order(volume * scale, affine, lr_image.affine)
-    save_volume(estimate, scan_affine, sr_path, description="mrisr SR (mean of samples)")
+    save_volume(estimate, scan_affine, sr_path, description="mrisr SR estimate")
     if std_path:
         save_volume(to_scan_order(spread * scale, affine, lr_image.affine)[0], scan_affine, std_path,
                     description="mrisr SR sample sd")
