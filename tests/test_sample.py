@@ -1,9 +1,10 @@
-"""Sliding-window inference: coverage, exact reconstruction, blending, padding."""
+"""Sliding-window inference (coverage, exact reconstruction, blending, padding) and what sampling returns."""
 import numpy as np
 import pytest
 import torch
 
-from mrisr.sample import evaluated_voxels, gaussian_weights, sliding_window, window_grid
+from mrisr.modelfile import ModelSpec
+from mrisr.sample import evaluated_voxels, gaussian_weights, sample_volume, sliding_window, window_grid
 
 
 @pytest.mark.parametrize("size,patch,overlap,multiple", [
@@ -68,20 +69,19 @@ class Convolution(torch.nn.Module):
         return self.conv(x)
 
 
-def test_mirrored_samples_are_mirrored_back():
-    from mrisr.modelfile import ModelSpec
-    from mrisr.sample import sample_volume
+STAND_IN_SPEC = ModelSpec("diffusion3d", {"channel_mult": [1]}, {"schedule": "cosine", "timesteps": 100,
+                          "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0}, [2.0] * 3, [1.0] * 3,
+                          [1.0] * 3, [8] * 3, {}, {}, {}, [], {})
 
-    spec = ModelSpec("diffusion3d", {"channel_mult": [1]}, {"schedule": "cosine", "timesteps": 100,
-                     "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0}, [2.0] * 3, [1.0] * 3,
-                     [1.0] * 3, [8] * 3, {}, {}, {}, [], {})
-    settings = {"steps": 2, "n_samples": 2, "estimate": "mean", "eta": 0.0, "refine_from": None, "patch_size": [8, 8, 8],
-                "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu"}
+
+def test_mirrored_samples_are_mirrored_back():
+    settings = {"steps": 2, "n_samples": 2, "estimate": "mean", "eta": 0.0, "refine_from": None,
+                "patch_size": [8, 8, 8], "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu"}
     condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
     results = {}
     for kernel in (1, 3):
         for mirror in (False, True):
-            results[kernel, mirror] = sample_volume(condition, Convolution(kernel), spec,
+            results[kernel, mirror] = sample_volume(condition, Convolution(kernel), STAND_IN_SPEC,
                                                     {**settings, "mirror_samples": mirror}, seed=0)
     # A 1x1x1 convolution does not care which way round it sees the volume: mirroring changes nothing ...
     np.testing.assert_allclose(results[1, True][0], results[1, False][0], atol=1e-6)
@@ -90,19 +90,14 @@ def test_mirrored_samples_are_mirrored_back():
 
 
 def test_the_one_pass_estimate_is_the_first_step_and_the_spread_comes_from_the_samples():
-    from mrisr.modelfile import ModelSpec
-    from mrisr.sample import sample_volume
-
-    spec = ModelSpec("diffusion3d", {"channel_mult": [1]}, {"schedule": "cosine", "timesteps": 100,
-                     "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0}, [2.0] * 3, [1.0] * 3,
-                     [1.0] * 3, [8] * 3, {}, {}, {}, [], {})
     settings = {"steps": 3, "n_samples": 3, "eta": 1.0, "refine_from": None, "patch_size": [8, 8, 8],
                 "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu", "mirror_samples": False}
     condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
     network = Convolution(3)
-    one_pass, spread = sample_volume(condition, network, spec, {**settings, "estimate": "one_pass"}, seed=0)
-    mean, mean_spread = sample_volume(condition, network, spec, {**settings, "estimate": "mean"}, seed=0)
-    first_step, _ = sample_volume(condition, network, spec, {**settings, "steps": 1, "estimate": "mean"}, seed=0)
+    one_pass, spread = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "one_pass"}, seed=0)
+    mean, mean_spread = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "mean"}, seed=0)
+    first_step, _ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "steps": 1, "estimate": "mean"},
+                                  seed=0)
     np.testing.assert_allclose(one_pass, first_step, atol=1e-6)
     np.testing.assert_array_equal(spread, mean_spread)
     assert np.abs(one_pass - mean).max() > 1e-4 and spread.max() > 0
