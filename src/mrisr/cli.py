@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--output", required=True, help="super-resolved NIfTI to write")
     sr.add_argument("--uncertainty", help="also write the voxel-wise sd (the uncertainty map) here")
     sr.add_argument("--steps", type=int, help="DDIM steps (default: the model file's)")
-    sr.add_argument("--samples", type=int, help="samples drawn, their sd the uncertainty (default: the model file's)")
+    sr.add_argument("--samples", type=int, help="samples drawn (default: the model file's)")
     sr.add_argument("--estimate", choices=["one_pass", "mean"],
                     help="the one-pass posterior mean, or the mean of the samples (default: the model file's)")
     sr.add_argument("--eta", type=float, help="DDIM stochasticity (default: the model file's)")

@@ -31,7 +31,7 @@ import torch
 
 Schedule = Literal["cosine", "cos2_product"]
 Prediction = Literal["x0", "eps", "v"]
-LOG_VARIANCE_MIN, LOG_VARIANCE_MAX = -20.0, 5.0  # keeps exp(-log_variance) finite in bf16 and float32
+LOG_VARIANCE_MIN, LOG_VARIANCE_MAX = -20.0, 5.0  # the loss needs the lower bound (exp(-log_variance) finite)
 
 
 class DdimResult(NamedTuple):
@@ -139,7 +139,8 @@ class GaussianDiffusion:
         variance learns how wrong the estimate is, and never changes it.
         """
         x0_estimate, _ = self.predict_x0_eps(output[:, :1].detach(), x_t, t)
-        log_variance = output[:, 1:].clamp(LOG_VARIANCE_MIN, LOG_VARIANCE_MAX)
+        # Bounded below only: an upper clamp would stop the gradient that brings a too-large variance back.
+        log_variance = output[:, 1:].clamp(min=LOG_VARIANCE_MIN)
         return 0.5 * ((x0 - x0_estimate) ** 2 * torch.exp(-log_variance) + log_variance).mean()
 
     def predict_x0_eps(

@@ -143,8 +143,11 @@ class UNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
         # The log-variance of the estimate's error, read off the output layer's own (detached) features:
-        # learning the variance never changes the estimate.
+        # learning the variance never changes the estimate. It starts at 0 everywhere, like the estimate.
         self.variance_head = conv(current, 1, 3, padding=1) if learned_variance else None
+        if learned_variance:
+            nn.init.zeros_(self.variance_head.weight)
+            nn.init.zeros_(self.variance_head.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.spatial_dims == 2 and x.ndim == 5:

@@ -133,7 +133,7 @@ def sample_volume(
     estimates, the network's posterior mean, which a mean of a few samples
     approaches only with the samples' spread as error; the map is the mean of
     their learned posterior sd (a model with ``learned_variance``), else the
-    samples' sd. With ``estimate: mean`` both are the samples' mean and sd.
+    samples' sd. With ``estimate: mean`` both are the samples' mean and sd
     (docs/decisions.md). Sample i starts from the noise of ``seed + i``; with
     ``mirror_samples`` the odd samples see the volume mirrored left-right
     (array axis 0, which is left-right in the RAS voxel order the volumes are

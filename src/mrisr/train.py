@@ -80,8 +80,12 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 
 def diffusion_loss(network, diffusion, spec: ModelSpec, batches, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Means over patch shapes: the MSE between output and the parameterisation's target at timesteps ``t``,
-    and with ``learned_variance`` the variance's negative log-likelihood (else 0)."""
+    """The estimate's loss and the variance's, each a mean over patch shapes.
+
+    The first is the MSE between output and the parameterisation's target at
+    timesteps ``t``; the second, with ``learned_variance``, the negative
+    log-likelihood of the learned variance (else 0).
+    """
     losses, variance_losses = [], []
     for target_image, condition_image in batches:
         target = target_to_network(target_image, condition_image, spec.residual_scale)
