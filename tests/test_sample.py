@@ -1,6 +1,4 @@
 """Sliding-window inference (coverage, exact reconstruction, blending, padding) and what sampling returns."""
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -72,8 +70,8 @@ class Convolution(torch.nn.Module):
 
 
 STAND_IN_SPEC = ModelSpec("diffusion3d", {"channel_mult": [1]}, {"schedule": "cosine", "timesteps": 100,
-                          "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0, "learned_variance": False},
-                          [2.0] * 3, [1.0] * 3, [1.0] * 3, [8] * 3, {}, {}, {}, [], {})
+                          "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0}, [2.0] * 3, [1.0] * 3,
+                          [1.0] * 3, [8] * 3, {}, {}, {}, [], {})
 
 
 def test_mirrored_samples_are_mirrored_back():
@@ -103,35 +101,3 @@ def test_the_one_pass_estimate_is_the_first_step_and_the_spread_comes_from_the_s
     np.testing.assert_allclose(one_pass, first_step, atol=1e-6)
     np.testing.assert_array_equal(spread, mean_spread)
     assert np.abs(one_pass - mean).max() > 1e-4 and spread.max() > 0
-
-
-class WithLogVariance(torch.nn.Module):
-    """A stand-in with a variance head: ``network``'s output, and a log-variance of 2 log(0.3) wherever x_t > 0."""
-
-    def __init__(self, network: torch.nn.Module):
-        super().__init__()
-        self.network = network
-
-    def forward(self, x, t):
-        return torch.cat([self.network(x), torch.where(x[:, :1] > 0, 2 * math.log(0.3), -30.0)], dim=1)
-
-
-def test_with_a_learned_variance_the_one_pass_map_is_its_sd_in_image_units():
-    from dataclasses import replace
-
-    spec = replace(STAND_IN_SPEC, diffusion={**STAND_IN_SPEC.diffusion, "learned_variance": True})
-    settings = {"steps": 2, "n_samples": 3, "eta": 1.0, "refine_from": None, "patch_size": [8, 8, 8],
-                "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu", "mirror_samples": False}
-    condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
-    network = WithLogVariance(Convolution(3).conv)
-    estimate, spread = sample_volume(condition, network, spec, {**settings, "estimate": "one_pass"}, seed=0)
-    without, _ = sample_volume(condition, Convolution(3), STAND_IN_SPEC, {**settings, "estimate": "one_pass"}, seed=0)
-    np.testing.assert_allclose(estimate, without, atol=1e-6)
-    # The sd is 0.3 in network units where a sample's starting noise is positive (clamped to e^-10 elsewhere):
-    # averaged over the 3 samples and divided by the residual scale.
-    noise = np.stack([torch.randn((1, *condition.shape), generator=torch.Generator().manual_seed(i)).numpy()[0]
-                      for i in range(3)])
-    np.testing.assert_allclose(spread, ((noise > 0) * 0.3 + (noise <= 0) * math.exp(-10)).mean(axis=0) / 10,
-                               rtol=1e-5)
-    _, samples_spread = sample_volume(condition, network, spec, {**settings, "estimate": "mean"}, seed=0)
-    assert not np.allclose(samples_spread, spread)

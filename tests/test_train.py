@@ -22,7 +22,7 @@ MODEL = {
     "kind": "diffusion3d", "factor": [2.0] * 3, "output_factor": [1.0] * 3,
     "network": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention": False, "dropout": 0.0},
     "diffusion": {"schedule": "cosine", "timesteps": 100, "noise_scale": 1.0, "prediction": "x0",
-                  "residual_scale": 10.0, "learned_variance": True},
+                  "residual_scale": 10.0},
     "train": {"steps": 160, "batch_size": 2, "patch_size": [16, 16, 16], "learning_rate": 1e-3,
               "weight_decay": 1e-4, "warmup_steps": 5, "ema_decay": 0.99, "warm_start_steps": 40,
               "regression_share": 0.25,
@@ -119,10 +119,8 @@ def test_training_reduces_the_validation_loss_on_a_learnable_problem(tmp_path, s
     job = make_job(tmp_path, subjects, steps=120, warm_start_steps=0, val_every=10, log_every=10,
                    checkpoint_every=1000, learning_rate=5e-3, sharpness_augment=[])
     launch(job, tmp_path / "job.json", 1, 1, str(tmp_path / "train.log"))
-    log = pd.read_csv(job["outputs"]["log"])
-    assert log["val_loss"].iloc[-1] < 0.75 * log["val_loss"].iloc[0]  # measured: 0.63
-    # the variance learns the size of the error (measured: -0.52 -> -1.00)
-    assert log["val_variance_nll"].iloc[-1] < log["val_variance_nll"].iloc[0] - 0.25
+    val_loss = pd.read_csv(job["outputs"]["log"])["val_loss"].tolist()
+    assert val_loss[-1] < 0.75 * val_loss[0]  # measured: 0.63
 
 
 def test_the_launcher_can_be_replaced_for_a_rendezvous_across_nodes(tmp_path, subjects, monkeypatch):

@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("input", help="low-resolution T1w NIfTI (3D)")
     sr.add_argument("--model", required=True, help="model.pt written by the workflow's train rule")
     sr.add_argument("--output", required=True, help="super-resolved NIfTI to write")
-    sr.add_argument("--uncertainty", help="also write the voxel-wise sd (the uncertainty map) here")
+    sr.add_argument("--uncertainty", help="also write the voxel-wise sample sd here")
     sr.add_argument("--steps", type=int, help="DDIM steps (default: the model file's)")
-    sr.add_argument("--samples", type=int, help="samples drawn (default: the model file's)")
+    sr.add_argument("--samples", type=int, help="samples drawn, their sd the uncertainty (default: the model file's)")
     sr.add_argument("--estimate", choices=["one_pass", "mean"],
                     help="the one-pass posterior mean, or the mean of the samples (default: the model file's)")
     sr.add_argument("--eta", type=float, help="DDIM stochasticity (default: the model file's)")

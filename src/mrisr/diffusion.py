@@ -14,32 +14,18 @@ Two schedules are offered:
   kept so the two can be compared (see docs/decisions.md).
 
 Index ``t`` runs over ``0 .. T-1``; ``t = T-1`` is (almost) pure noise.
-
-With ``learned_variance`` the network has a second output, the log-variance
-of its x0 estimate's error, learnt by Gaussian likelihood as in Nichol &
-Dhariwal's learned variances. At ``t = T-1`` it is the posterior variance
-given the LR alone: the model's uncertainty map.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, NamedTuple, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
 Schedule = Literal["cosine", "cos2_product"]
 Prediction = Literal["x0", "eps", "v"]
-LOG_VARIANCE_MIN, LOG_VARIANCE_MAX = -20.0, 5.0  # the loss needs the lower bound (exp(-log_variance) finite)
-
-
-class DdimResult(NamedTuple):
-    """A DDIM run's x0 estimates, one row per sample."""
-
-    one_pass: torch.Tensor             # the first step's (t = T): the network's posterior mean
-    one_pass_sd: torch.Tensor | None   # its learned sd (the posterior sd), with ``learned_variance``
-    samples: torch.Tensor              # the last step's
 
 
 def cos2_alphas(timesteps: int) -> np.ndarray:
@@ -102,10 +88,8 @@ class GaussianDiffusion:
         timesteps: int = 1000,
         noise_scale: float = 1.0,
         prediction: Prediction = "x0",
-        learned_variance: bool = False,
     ) -> None:
         self.schedule = schedule
-        self.learned_variance = learned_variance
         self.timesteps = timesteps
         self.noise_scale = noise_scale
         self.noise_std = math.sqrt(noise_scale)
@@ -130,18 +114,6 @@ class GaussianDiffusion:
             return noise
         alpha_bar = self._alpha_bar_at(t, x0)
         return alpha_bar.sqrt() * self.noise_std * noise - (1 - alpha_bar).sqrt() * x0  # v
-
-    def variance_loss(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        """Gaussian negative log-likelihood of the true ``x0`` given the x0 estimate and its learned log-variance.
-
-        ``output`` is the network's two channels (the parameterisation's
-        output, then log Var[x0 | x_t]). The estimate is detached: the
-        variance learns how wrong the estimate is, and never changes it.
-        """
-        x0_estimate, _ = self.predict_x0_eps(output[:, :1].detach(), x_t, t)
-        # Bounded below only: an upper clamp would stop the gradient that brings a too-large variance back.
-        log_variance = output[:, 1:].clamp(min=LOG_VARIANCE_MIN)
-        return 0.5 * ((x0 - x0_estimate) ** 2 * torch.exp(-log_variance) + log_variance).mean()
 
     def predict_x0_eps(
         self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
@@ -186,12 +158,11 @@ class GaussianDiffusion:
         generators: Sequence[torch.Generator] | None = None,
         project: Callable[[torch.Tensor], torch.Tensor] | None = None,
         refine_from: float | None = None,
-    ) -> DdimResult:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run DDIM from ``noise`` (standard normal, one row per sample): the first step's and the final x0 estimates.
 
         The first step, from pure noise, is the network's posterior mean (the
-        one-pass estimate) and, with ``learned_variance``, its posterior sd;
-        the final estimates are the samples.
+        one-pass estimate); the final estimates are the samples.
 
         ``denoise(x_t, t)`` returns the network output for the whole batch
         ``x_t``, so that a caller can evaluate it patch-wise (see
@@ -204,18 +175,14 @@ class GaussianDiffusion:
         x_t = noise * self.noise_std
         schedule = self.ddim_timesteps(steps, refine_from)
         x0 = first_x0 = x_t
-        first_sd = None
         for index, t in enumerate(schedule):
             t_batch = torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device)
-            output = denoise(x_t, t)
-            x0, eps = self.predict_x0_eps(output[:, :1], x_t, t_batch)
+            x0, eps = self.predict_x0_eps(denoise(x_t, t), x_t, t_batch)
             if project is not None:
                 x0 = project(x0)
                 eps = self.eps_from_x0(x0, x_t, t_batch)
             if index == 0:
                 first_x0 = x0
-                if self.learned_variance:
-                    first_sd = (0.5 * output[:, 1:].float().clamp(LOG_VARIANCE_MIN, LOG_VARIANCE_MAX)).exp()
             if index + 1 == len(schedule):
                 break
             alpha_bar = float(self.alpha_bar[t])
@@ -227,7 +194,7 @@ class GaussianDiffusion:
                 # Drawn on the CPU (the samples' generators live there): the same noise on any device.
                 fresh = torch.stack([torch.randn(x_t.shape[1:], generator=g) for g in generators]).to(x_t.device)
                 x_t = x_t + sigma * self.noise_std * fresh
-        return DdimResult(first_x0, first_sd, x0)
+        return first_x0, x0
 
     def eps_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The noise (standard normal units) that takes ``x0`` to ``x_t`` at ``t``."""

@@ -2,8 +2,8 @@
 
 Per method: PSNR, SSIM and high-frequency error in the brain and overall,
 LR-consistency (does the estimate degrade back to the LR it came from?),
-tissue Dice (does it segment like the HR?), and for models with an
-uncertainty map how well its sd predicts their error (correlation and a
+tissue Dice (does it segment like the HR?), and for models with several
+samples how well their spread predicts their error (correlation and a
 calibration table). Baselines: nearest, trilinear and cubic interpolation,
 and cubic followed by iterative back-projection with the pairs' own
 degradation (a classical method that knows the forward operator).
@@ -83,7 +83,7 @@ def evaluate_model(
     subject: str, model: str, kind: str, factor, hr_path: str, lr_path: str, mask_path: str, sr_path: str,
     sd_path: str, degradation: dict, tissue_classes: int, metrics_path: str, calibration_path: str,
 ) -> pd.DataFrame:
-    """Metrics of one model's estimate of one subject, and the calibration table of its sd."""
+    """Metrics of one model's estimate of one subject, and the calibration table of its sample sd."""
     hr, lr, mask = read_reference(hr_path, lr_path, mask_path)
     estimate = load_volume(sr_path).get_fdata(dtype=np.float32)
     spread = load_volume(sd_path).get_fdata(dtype=np.float32)

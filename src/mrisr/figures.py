@@ -37,7 +37,7 @@ def comparison_panel(
 ) -> Path:
     """Mid-slices (rows: sagittal, coronal, axial), one column per image in [0, 1], then one per map.
 
-    Each dict of ``maps`` (errors, sd) shares one colour scale, so its
+    Each dict of ``maps`` (errors, sample sd) shares one colour scale, so its
     columns compare directly.
     """
     columns = [(name, volume, "gray", 1.0) for name, volume in images.items()]
@@ -91,7 +91,7 @@ def calibration_figure(tables: dict[str, pd.DataFrame], title: str, path: str) -
     ax.plot([0, upper], [0, upper], color="grey", linestyle="--", linewidth=1, label="calibrated")
     for model, table in tables.items():
         ax.plot(table["mean_sd"], table["rmse"], "o-", markersize=3, label=model)
-    ax.set_xlabel("mean sd in bin")
+    ax.set_xlabel("mean sample sd in bin")
     ax.set_ylabel("RMSE of the estimate in bin")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

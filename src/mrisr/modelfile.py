@@ -70,10 +70,9 @@ class ModelSpec:
 
     def build_network(self) -> nn.Module:
         """A fresh (untrained) network of this model's kind and settings."""
-        learned_variance = self.diffusion_process().learned_variance
         if self.kind == "triplanar":
-            return TriplanarUNet(**self.network, learned_variance=learned_variance)
-        return UNet(**self.network, learned_variance=learned_variance)
+            return TriplanarUNet(**self.network)
+        return UNet(**self.network)
 
     def diffusion_process(self) -> GaussianDiffusion:
         return GaussianDiffusion(**{k: v for k, v in self.diffusion.items() if k != "residual_scale"})
@@ -97,11 +96,6 @@ def target_to_network(image: Array, condition: Array, residual_scale: float) -> 
 def image_from_network(output: Array, condition: Array, residual_scale: float) -> Array:
     """The image a network output (an x0 estimate) stands for: the inverse of :func:`target_to_network`."""
     return condition + output / residual_scale if residual_scale > 0 else (output + 1) / 2
-
-
-def sd_from_network(sd: Array, residual_scale: float) -> Array:
-    """An sd in network units (of an x0 estimate) as an sd of the image :func:`image_from_network` gives."""
-    return sd / residual_scale if residual_scale > 0 else sd / 2
 
 
 def save_model(path: str | Path, spec: ModelSpec, network: nn.Module) -> None:
@@ -137,7 +131,6 @@ def read_model_file(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor
         raise MrisrError(f"{path}: damaged mrisr model file (its settings are incomplete); retrain it")
     # Files written before `sampler.estimate` existed estimated by the mean of their samples.
     spec_fields["sampler"].setdefault("estimate", "mean")
-    spec_fields["diffusion"].setdefault("learned_variance", False)  # nor had they a variance head
     return ModelSpec(**spec_fields), contents["state_dict"]
 
 

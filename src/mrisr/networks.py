@@ -93,7 +93,6 @@ class UNet(nn.Module):
         attention: bool = True,
         dropout: float = 0.0,
         spatial_dims: int = 3,
-        learned_variance: bool = False,
     ) -> None:
         super().__init__()
         conv = _conv(spatial_dims)
@@ -142,12 +141,6 @@ class UNet(nn.Module):
         # A zero-initialised output layer starts training from "no correction to the interpolation".
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
-        # The log-variance of the estimate's error, read off the output layer's own (detached) features:
-        # learning the variance never changes the estimate. It starts at 0 everywhere, like the estimate.
-        self.variance_head = conv(current, 1, 3, padding=1) if learned_variance else None
-        if learned_variance:
-            nn.init.zeros_(self.variance_head.weight)
-            nn.init.zeros_(self.variance_head.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.spatial_dims == 2 and x.ndim == 5:
@@ -174,10 +167,7 @@ class UNet(nn.Module):
                 h = block(h, time_embedding)
             if not isinstance(upsample, nn.Identity):
                 h = upsample(F.interpolate(h, scale_factor=2, mode="nearest"))
-        if self.variance_head is None:
-            return self.head(h)
-        features = self.head[:-1](h)
-        return torch.cat([self.head[-1](features), self.variance_head(features.detach())], dim=1)
+        return self.head(h)
 
 
 class TriplanarUNet(nn.Module):

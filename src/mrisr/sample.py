@@ -27,8 +27,7 @@ from .degrade import back_project, hr_grid_for
 from .intensity import WHITE_MATTER_LEVEL, white_matter_peak
 from .io import MrisrError, load_volume, save_volume, voxel_sizes
 from .modelfile import (
-    ModelSpec, condition_image, condition_to_network, image_from_network, load_model, sd_from_network,
-    target_to_network,
+    ModelSpec, condition_image, condition_to_network, image_from_network, load_model, target_to_network,
 )
 from .networks import resolve_device, slab_shapes
 from .orientation import canonical_grid, to_canonical, to_scan_order
@@ -128,16 +127,16 @@ def sample_volume(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``settings["n_samples"]`` DDIM samples given the conditioning image (output grid, [0, 1]).
 
-    Returns the estimate and its uncertainty map (a voxel-wise sd). With
-    ``estimate: one_pass`` the estimate is the mean of the first step's x0
-    estimates, the network's posterior mean, which a mean of a few samples
-    approaches only with the samples' spread as error; the map is the mean of
-    their learned posterior sd (a model with ``learned_variance``), else the
-    samples' sd. With ``estimate: mean`` both are the samples' mean and sd
-    (docs/decisions.md). Sample i starts from the noise of ``seed + i``; with
+    Returns the estimate and the samples' voxel-wise standard deviation (an
+    uncertainty map). The estimate is, with ``estimate: one_pass``, the mean
+    of the first step's x0 estimates: the network's posterior mean, which a
+    mean of a few samples approaches only with the samples' spread as error
+    (docs/decisions.md); with ``estimate: mean``, the mean of the samples.
+    Sample i starts from the noise of ``seed + i``; with
     ``mirror_samples`` the odd samples see the volume mirrored left-right
     (array axis 0, which is left-right in the RAS voxel order the volumes are
-    sampled in), so the estimate averages over the flip.
+    sampled in), so the spread also shows where the model's answer depends
+    on which way round it sees the brain.
     ``project`` maps an image estimate onto the images the caller trusts; it
     is applied to every x0 estimate.
     """
@@ -177,29 +176,24 @@ def sample_volume(
     noise = torch.stack([torch.randn((1, *condition.shape), generator=g) for g in generators]).to(device)
     started = time.perf_counter()
     with torch.inference_mode():
-        result = diffusion.ddim_sample(denoise, noise, settings["steps"], settings["eta"], generators,
-                                       project_x0 if project else None, settings["refine_from"])
+        first_x0, x0 = diffusion.ddim_sample(denoise, noise, settings["steps"], settings["eta"], generators,
+                                             project_x0 if project else None, settings["refine_from"])
 
         def to_images(x: torch.Tensor) -> np.ndarray:
             return image_from_network(x.float(), condition_tensor, scale)[:, 0].clamp(0, 1).cpu().numpy()
 
-        samples = to_images(result.samples)
-        one_pass = settings["estimate"] == "one_pass"
-        estimate = to_images(result.one_pass).mean(axis=0) if one_pass else samples.mean(axis=0)
-        if one_pass and result.one_pass_sd is not None:
-            spread = sd_from_network(result.one_pass_sd, scale)[:, 0].mean(dim=0).cpu().numpy()
-        else:
-            spread = samples.std(axis=0)
+        samples = to_images(x0)
+        estimate = to_images(first_x0).mean(axis=0) if settings["estimate"] == "one_pass" else samples.mean(axis=0)
     log.info("%d sample(s), %d DDIM steps, %s voxels: %.1f s", count, settings["steps"], condition.shape,
              time.perf_counter() - started)
-    return estimate.astype(np.float32), spread.astype(np.float32)
+    return estimate.astype(np.float32), samples.std(axis=0).astype(np.float32)
 
 
 def super_resolve(
     lr_volume: np.ndarray, output_shape: Sequence[int], spec: ModelSpec, network: torch.nn.Module, settings: dict,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One model's estimate and uncertainty (sd) on ``output_shape`` from an LR volume in [0, 1]."""
+    """One model's estimate and sample sd on ``output_shape`` from an LR volume in [0, 1]."""
     def consistent(image: np.ndarray) -> np.ndarray:
         return back_project(image, lr_volume, spec.upsampling, spec.degradation["order"],
                             spec.degradation["antialias"], settings["consistency_iterations"])
@@ -254,6 +248,6 @@ def super_resolve_file(
     save_volume(estimate, scan_affine, sr_path, description="mrisr SR estimate")
     if std_path:
         save_volume(to_scan_order(spread * scale, affine, lr_image.affine)[0], scan_affine, std_path,
-                    description="mrisr SR posterior sd")
+                    description="mrisr SR sample sd")
     log.info("%s -> %s: %s voxels of %s mm", lr_path, sr_path, estimate.shape,
              voxel_sizes(scan_affine).round(3).tolist())

@@ -56,7 +56,7 @@ from .sample import sample_volume
 
 log = logging.getLogger("mrisr.train")  # also when run as __main__ by torchrun
 
-LOG_COLUMNS = ["step", "loss", "val_loss", "val_variance_nll", "learning_rate", "seconds"]
+LOG_COLUMNS = ["step", "loss", "val_loss", "learning_rate", "seconds"]
 ERROR_MARK = "mrisr training error: "
 
 
@@ -79,24 +79,16 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
-def diffusion_loss(network, diffusion, spec: ModelSpec, batches, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The estimate's loss and the variance's, each a mean over patch shapes.
-
-    The first is the MSE between output and the parameterisation's target at
-    timesteps ``t``; the second, with ``learned_variance``, the negative
-    log-likelihood of the learned variance (else 0).
-    """
-    losses, variance_losses = [], []
+def diffusion_loss(network, diffusion, spec: ModelSpec, batches, t: torch.Tensor) -> torch.Tensor:
+    """Mean over patch shapes of the MSE between output and the parameterisation's target at timesteps ``t``."""
+    losses = []
     for target_image, condition_image in batches:
         target = target_to_network(target_image, condition_image, spec.residual_scale)
         noise = torch.randn_like(target)
         x_t = diffusion.q_sample(target, t, noise)
-        output = network(torch.cat([x_t, condition_to_network(condition_image)], dim=1), t).float()
-        losses.append(F.mse_loss(output[:, :1], diffusion.training_target(target, t, noise)))
-        if diffusion.learned_variance:
-            variance_losses.append(diffusion.variance_loss(output, x_t, t, target))
-    variance_loss = torch.stack(variance_losses).mean() if variance_losses else torch.zeros((), device=t.device)
-    return torch.stack(losses).mean(), variance_loss
+        output = network(torch.cat([x_t, condition_to_network(condition_image)], dim=1), t)
+        losses.append(F.mse_loss(output.float(), diffusion.training_target(target, t, noise)))
+    return torch.stack(losses).mean()
 
 
 def config_digest(*sections: object) -> str:
@@ -167,8 +159,6 @@ def train(spec: ModelSpec, cache: Path, val_cache: Path, checkpoint_path: Path, 
         elif world.main:
             log.info("ignoring %s: it belongs to other settings", checkpoint_path)
     model = DistributedDataParallel(network) if world.world > 1 else network
-    gradient_groups = [[p for name, p in network.named_parameters() if ("variance_head" in name) == variance]
-                       for variance in (False, True)]
 
     shapes = patch_shapes(spec.kind, spec.patch_size)
     loader = torch.utils.data.DataLoader(
@@ -196,11 +186,10 @@ def train(spec: ModelSpec, cache: Path, val_cache: Path, checkpoint_path: Path, 
             batches = [(target.to(device, non_blocking=True), condition.to(device, non_blocking=True))
                        for target, condition in batches]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings["autocast"]):
-                loss, variance_loss = diffusion_loss(model, diffusion, spec, batches, t)
+                loss = diffusion_loss(model, diffusion, spec, batches, t)
             optimizer.zero_grad(set_to_none=True)
-            (loss + variance_loss).backward()
-            for group in gradient_groups:  # a large variance gradient must not shrink the estimate's step
-                torch.nn.utils.clip_grad_norm_(group, 1.0)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
             optimizer.step()
             if world.main:
                 decay = min(settings["ema_decay"], (1 + step) / (10 + step))
@@ -213,12 +202,10 @@ def train(spec: ModelSpec, cache: Path, val_cache: Path, checkpoint_path: Path, 
             if done % settings["log_every"] == 0 or done == settings["steps"]:
                 mean_loss = world.sum(running[0]) / (running[1] * world.world)
                 if world.main:
-                    val_loss = val_variance_nll = ""
+                    val_loss = ""
                     if done % settings["val_every"] == 0 or done == settings["steps"]:
-                        val_loss, val_variance_nll = _validation_loss(ema, diffusion, spec, validation, device,
-                                                                      settings["autocast"])
+                        val_loss = _validation_loss(ema, diffusion, spec, validation, device, settings["autocast"])
                     rows.append({"step": done, "loss": mean_loss, "val_loss": val_loss,
-                                 "val_variance_nll": val_variance_nll if diffusion.learned_variance else "",
                                  "learning_rate": optimizer.param_groups[0]["lr"],
                                  "seconds": round(time.perf_counter() - started, 2)})
                     log.info("step %d/%d  loss %.4f  val %s  lr %.2e  %.2f steps/s", done, settings["steps"],
@@ -259,14 +246,12 @@ def _validation_batch(cache: Path, shapes: list[list[int]], seed: int, timesteps
 
 
 @torch.no_grad()
-def _validation_loss(network, diffusion, spec: ModelSpec, validation, device: torch.device,
-                     autocast: bool) -> tuple[float, float]:
+def _validation_loss(network, diffusion, spec: ModelSpec, validation, device: torch.device, autocast: bool) -> float:
     batches, t = validation
     torch.manual_seed(0)  # the same noise at every evaluation
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-        losses = diffusion_loss(network, diffusion, spec, [(a.to(device), b.to(device)) for a, b in batches],
-                                t.to(device))
-    return float(losses[0]), float(losses[1])
+        return float(diffusion_loss(network, diffusion, spec,
+                                    [(a.to(device), b.to(device)) for a, b in batches], t.to(device)))
 
 
 def _save_checkpoint(path: Path, network, ema, optimizer, rows, step, digest, running) -> None:
@@ -357,7 +342,7 @@ def validation_figure(spec: ModelSpec, network, val_cache: Path, seed: int, path
     hr = np.clip(target, 0, 1)
     comparison_panel({"cubic spline": condition, "model": estimate, "HR": hr},
                      f"validation subject {name}, central region", path,
-                     maps=[{"|model − HR|": np.abs(estimate - hr)}, {"model sd": spread}])
+                     maps=[{"|model − HR|": np.abs(estimate - hr)}, {"sample sd": spread}])
 
 
 def process_count(threads: int, gpus: int, device: str) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-# Stage 5: each model on each held-out subject: patch-wise DDIM sampling, the estimate and its uncertainty (sd).
+# Stage 5: each model on each held-out subject: patch-wise DDIM sampling, the estimate and the samples' sd.
 # A cascade runs its stages in turn; a pretrained model is used from its file.
 
 
