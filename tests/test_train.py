@@ -28,10 +28,9 @@ MODEL = {
               "regression_share": 0.25,
               "sharpness_augment": [0.8], "intensity_augment": 0.1, "foreground_fraction": 0.9, "autocast": True,
               "loader_workers": 0, "checkpoint_every": 20, "log_every": 20, "val_every": 40, "device": "cpu"},
-    "sampler": {"steps": 2, "n_samples": 2, "estimate": "one_pass", "eta": 0.0, "mirror_samples": True, "refine_from": None, "patch_size": [16, 16, 16],
-                "overlap": 0.25,
-                "batch_size": 4, "autocast": True, "data_consistency": False, "consistency_iterations": 1,
-                "device": "cpu"},
+    "sampler": {"steps": 2, "n_samples": 2, "estimate": "one_pass", "eta": 0.0, "mirror_samples": True,
+                "refine_from": None, "patch_size": [16, 16, 16], "overlap": 0.25, "batch_size": 4, "autocast": True,
+                "data_consistency": False, "consistency_iterations": 1, "device": "cpu"},
 }
 
 
