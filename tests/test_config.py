@@ -58,9 +58,10 @@ def test_models_get_the_shared_settings_with_their_own_overrides(config):
     assert models["big"]["train"]["batch_size"] == config["train"]["batch_size"]
     assert models["big"]["network"]["base_channels"] == 32 and models["plain"]["network"] == config["network"]
     assert models["plain"]["factor"] == [2.0] * 3 and models["plain"]["output_factor"] == [1.0] * 3
-    # A regression model trains at t = T throughout and is one network pass.
+    # A regression model trains at t = T throughout and is one network pass per mirrored view.
     assert models["regression"]["train"]["warm_start_steps"] == config["train"]["steps"]
-    assert models["regression"]["sampler"]["steps"] == models["regression"]["sampler"]["n_samples"] == 1
+    assert models["regression"]["sampler"]["steps"] == 1
+    assert models["regression"]["sampler"]["n_samples"] == 2 ** len(config["sampler"]["flip_axes"])
 
 
 def test_a_cascade_chains_its_stages_down_to_the_hr_grid(config):

@@ -103,6 +103,21 @@ def test_intensity_augmentation_scales_target_and_condition_alike(cache):
     torch.testing.assert_close(ratio[finite], torch.full_like(ratio[finite], float(ratio[finite][0])))
 
 
+def test_flip_augmentation_mirrors_target_and_condition_alike(cache):
+    plain = PatchDataset(cache, [[8, 8, 8]], 1.0, 0.0, seed=5)
+    flipped = PatchDataset(cache, [[8, 8, 8]], 1.0, 0.0, seed=5, flip_axes=[0, 1, 2])
+    seen = set()
+    for index in range(16):
+        (target, condition), = plain[index]
+        (flipped_target, flipped_condition), = flipped[index]
+        # The same patch (the flips draw from a stream of their own), mirrored along some of the axes.
+        axes = next(axes for axes in ((), (1,), (2,), (3,), (1, 2), (1, 3), (2, 3), (1, 2, 3))
+                    if torch.equal(flipped_target, target.flip(axes) if axes else target))
+        torch.testing.assert_close(flipped_condition, condition.flip(axes) if axes else condition)
+        seen.add(axes)
+    assert len(seen) > 4
+
+
 def test_foreground_patches_are_centred_in_the_mask(cache):
     dataset = PatchDataset(cache, [[1, 1, 1]], 1.0, 0.0, seed=0)
     values = [float(dataset[index][0][0]) for index in range(50)]

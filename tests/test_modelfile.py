@@ -15,7 +15,7 @@ SPEC = ModelSpec(
                                "dropout": 0.0},
     diffusion={"schedule": "cosine", "timesteps": 50, "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0},
     factor=[2.0, 2.0, 4.0], output_factor=[1.0, 1.0, 1.0], voxel_mm=[1.5, 1.5, 1.5], patch_size=[32, 32, 32],
-    sampler={"steps": 5, "n_samples": 4, "estimate": "one_pass"},
+    sampler={"steps": 5, "n_samples": 4, "estimate": "one_pass", "flip_axes": [0, 1, 2]},
     degradation={"order": 3, "antialias": True, "noise_std": 0.0},
     train={"steps": 10}, train_subjects=["a", "b"], provenance={"git_commit": "abc"},
 )
@@ -45,7 +45,16 @@ def test_a_file_from_before_the_estimate_setting_keeps_estimating_by_the_mean_of
 
     save_model(tmp_path / "model.pt", replace(SPEC, sampler={"steps": 5, "n_samples": 4}), SPEC.build_network())
     spec, _ = read_model_file(tmp_path / "model.pt")
-    assert spec.sampler == {"steps": 5, "n_samples": 4, "estimate": "mean"}
+    assert spec.sampler == {"steps": 5, "n_samples": 4, "estimate": "mean", "flip_axes": []}
+
+
+def test_a_file_from_before_the_flip_axes_setting_keeps_its_left_right_mirroring(tmp_path):
+    from dataclasses import replace
+
+    save_model(tmp_path / "model.pt", replace(SPEC, sampler={"estimate": "one_pass", "mirror_samples": True}),
+               SPEC.build_network())
+    spec, _ = read_model_file(tmp_path / "model.pt")
+    assert spec.sampler == {"estimate": "one_pass", "flip_axes": [0]}
 
 
 @pytest.mark.parametrize("content,expected", [

@@ -74,24 +74,25 @@ STAND_IN_SPEC = ModelSpec("diffusion3d", {"channel_mult": [1]}, {"schedule": "co
                           [1.0] * 3, [8] * 3, {}, {}, {}, [], {})
 
 
-def test_mirrored_samples_are_mirrored_back():
-    settings = {"steps": 2, "n_samples": 2, "estimate": "mean", "eta": 0.0, "refine_from": None,
+@pytest.mark.parametrize("flip_axes", [[0], [0, 1, 2]])
+def test_mirrored_views_are_mirrored_back(flip_axes):
+    settings = {"steps": 2, "n_samples": 2 ** len(flip_axes), "estimate": "mean", "eta": 0.0, "refine_from": None,
                 "patch_size": [8, 8, 8], "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu"}
     condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
     results = {}
     for kernel in (1, 3):
-        for mirror in (False, True):
-            results[kernel, mirror] = sample_volume(condition, Convolution(kernel), STAND_IN_SPEC,
-                                                    {**settings, "mirror_samples": mirror}, seed=0)
+        for axes in ([], flip_axes):
+            results[kernel, len(axes)] = sample_volume(condition, Convolution(kernel), STAND_IN_SPEC,
+                                                       {**settings, "flip_axes": axes}, seed=0)
     # A 1x1x1 convolution does not care which way round it sees the volume: mirroring changes nothing ...
-    np.testing.assert_allclose(results[1, True][0], results[1, False][0], atol=1e-6)
-    # ... a 3x3x3 one does, so the flip really happened (and was undone, or the check above would fail).
-    assert np.abs(results[3, True][0] - results[3, False][0]).max() > 1e-4
+    np.testing.assert_allclose(results[1, len(flip_axes)][0], results[1, 0][0], atol=1e-6)
+    # ... a 3x3x3 one does, so the flips really happened (and were undone, or the check above would fail).
+    assert np.abs(results[3, len(flip_axes)][0] - results[3, 0][0]).max() > 1e-4
 
 
 def test_the_one_pass_estimate_is_the_first_step_and_the_spread_comes_from_the_samples():
     settings = {"steps": 3, "n_samples": 3, "eta": 1.0, "refine_from": None, "patch_size": [8, 8, 8],
-                "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu", "mirror_samples": False}
+                "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu", "flip_axes": []}
     condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
     network = Convolution(3)
     one_pass, spread = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "one_pass"}, seed=0)

@@ -26,9 +26,9 @@ MODEL = {
     "train": {"steps": 160, "batch_size": 2, "patch_size": [16, 16, 16], "learning_rate": 1e-3,
               "weight_decay": 1e-4, "warmup_steps": 5, "ema_decay": 0.99, "warm_start_steps": 40,
               "regression_share": 0.25,
-              "sharpness_augment": [0.8], "intensity_augment": 0.1, "foreground_fraction": 0.9, "autocast": True,
+              "sharpness_augment": [0.8], "intensity_augment": 0.1, "flip_augment": [0, 1, 2], "foreground_fraction": 0.9, "autocast": True,
               "loader_workers": 0, "checkpoint_every": 20, "log_every": 20, "val_every": 40, "device": "cpu"},
-    "sampler": {"steps": 2, "n_samples": 2, "estimate": "one_pass", "eta": 0.0, "mirror_samples": True,
+    "sampler": {"steps": 2, "n_samples": 2, "estimate": "one_pass", "eta": 0.0, "flip_axes": [0],
                 "refine_from": None, "patch_size": [16, 16, 16], "overlap": 0.25, "batch_size": 4, "autocast": True,
                 "data_consistency": False, "consistency_iterations": 1, "device": "cpu"},
 }

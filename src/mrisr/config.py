@@ -136,9 +136,9 @@ def trainable_model(config: dict, name: str) -> dict:
     model = {section: merge(config[section], entry.get(section)) for section in SHARED_SECTIONS}
     model.update(kind=entry["kind"], factor=as_factors(entry.get("factor", config["pairs"]["factor"])).tolist(),
                  output_factor=as_factors(entry.get("output_factor", 1)).tolist())
-    if entry["kind"] == "regression3d":  # one network pass at t = T: nothing to refine, nothing to average
+    if entry["kind"] == "regression3d":  # one network pass at t = T per mirrored view: nothing to refine
         model["train"]["warm_start_steps"] = model["train"]["steps"]
-        model["sampler"].update(steps=1, n_samples=1)
+        model["sampler"].update(steps=1, n_samples=2 ** len(model["sampler"]["flip_axes"]))
     _check_patches(name, model)
     return model
 

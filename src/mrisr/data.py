@@ -151,16 +151,20 @@ class PatchDataset(torch.utils.data.Dataset):
     shape (one shape for 3D models, three slabs for a tri-planar model),
     each centred on the brain with probability ``foreground_fraction`` and,
     with ``intensity_augment`` a > 0, scaled by exp(U(-a, a)) (target and
-    condition alike, so the model does not learn one intensity scale).
+    condition alike, so the model does not learn one intensity scale). Each
+    item is mirrored along each of ``flip_axes`` with probability 1/2: the
+    pairs' degradation is the same either way round, so a mirrored pair is
+    as true a training pair as the original.
     """
 
     def __init__(self, folder: str | Path, patch_shapes: Sequence[Sequence[int]], foreground_fraction: float,
-                 intensity_augment: float, seed: int) -> None:
+                 intensity_augment: float, seed: int, flip_axes: Sequence[int] = ()) -> None:
         self.folder = Path(folder)
         self.pairs = json.loads((self.folder / "manifest.json").read_text())["pairs"]
         self.patch_shapes = [np.asarray(shape) for shape in patch_shapes]
         self.foreground_fraction = foreground_fraction
         self.intensity_augment = intensity_augment
+        self.flip_axes = list(flip_axes)
         self.seed = seed
         self._arrays: dict[tuple[str, str], MappedArray] = {}  # opened lazily, in each worker
 
@@ -177,6 +181,9 @@ class PatchDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, index])
         # Drawn even when 0, so that switching the augmentation on or off keeps the same patches.
         scale = np.exp(rng.uniform(-self.intensity_augment, self.intensity_augment))
+        # A stream of its own, so that switching the flips on or off keeps the same patches.
+        coins = np.random.default_rng([self.seed, index, 1]).random(3) < 0.5
+        flipped = tuple(axis for axis in self.flip_axes if coins[axis])
         patches = []
         for patch_shape in self.patch_shapes:
             pair = self.pairs[rng.integers(len(self.pairs))]
@@ -189,9 +196,9 @@ class PatchDataset(torch.utils.data.Dataset):
                 centre = np.array([rng.integers(n) for n in shape])
             corner = np.clip(centre - size // 2, 0, shape - size)
             window = tuple(slice(int(c), int(c + n)) for c, n in zip(corner, size))
-            target, condition = (self._array(pair["name"], kind).read(window) for kind in ("target", "condition"))
-            patches.append((torch.from_numpy(target * np.float32(scale))[None],
-                            torch.from_numpy(condition * np.float32(scale))[None]))
+            target, condition = (np.flip(self._array(pair["name"], kind).read(window), flipped) * np.float32(scale)
+                                 for kind in ("target", "condition"))
+            patches.append((torch.from_numpy(target)[None], torch.from_numpy(condition)[None]))
         return patches
 
 

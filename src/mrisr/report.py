@@ -81,8 +81,10 @@ def models_table(models: dict[str, dict], train_logs: dict[str, str]) -> pd.Data
         if name in train_logs:
             row["training (s)"] = round(float(pd.read_csv(train_logs[name])["seconds"].iloc[-1]))
         if "sampler" in model:
-            row["sampler"] = (f"DDIM {model['sampler']['steps']} × {model['sampler']['n_samples']}"
-                              + (", data-consistent" if model["sampler"]["data_consistency"] else ""))
+            sampler = model["sampler"]
+            row["sampler"] = (f"DDIM {sampler['steps']} × {sampler['n_samples']}"
+                              + (f", mirrored along axes {sampler['flip_axes']}" if sampler["flip_axes"] else "")
+                              + (", data-consistent" if sampler["data_consistency"] else ""))
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 

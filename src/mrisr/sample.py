@@ -132,11 +132,13 @@ def sample_volume(
     of the first step's x0 estimates: the network's posterior mean, which a
     mean of a few samples approaches only with the samples' spread as error
     (docs/decisions.md); with ``estimate: mean``, the mean of the samples.
-    Sample i starts from the noise of ``seed + i``; with
-    ``mirror_samples`` the odd samples see the volume mirrored left-right
-    (array axis 0, which is left-right in the RAS voxel order the volumes are
-    sampled in), so the spread also shows where the model's answer depends
-    on which way round it sees the brain.
+    Sample i starts from the noise of ``seed + i`` and sees the volume
+    mirrored along the ``flip_axes`` that the bits of i name (with axes
+    [0, 1, 2], samples 0-7 see all eight mirrorings; axis 0 is left-right in
+    the RAS voxel order the volumes are sampled in). A model trained on
+    mirrored patches (``train.flip_augment``) gives its answer for each view:
+    the estimate averages them (a geometric self-ensemble) and the spread
+    also shows where the answer depends on the view (docs/decisions.md).
     ``project`` maps an image estimate onto the images the caller trusts; it
     is applied to every x0 estimate.
     """
@@ -160,12 +162,13 @@ def sample_volume(
         return mirror(torch.stack(outputs).mean(dim=0))
 
     def mirror(volumes: torch.Tensor) -> torch.Tensor:
-        """With ``mirror_samples``, every other sample's volumes flipped left-right (and back)."""
-        if not settings["mirror_samples"]:
-            return volumes
-        volumes = volumes.clone()
-        volumes[1::2] = volumes[1::2].flip(2)
-        return volumes
+        """Sample i's volumes mirrored along the ``flip_axes`` that the bits of i name (mirroring undoes itself)."""
+        mirrored = volumes.clone()
+        for index in range(len(volumes)):
+            dims = [1 + axis for bit, axis in enumerate(settings["flip_axes"]) if index >> bit & 1]
+            if dims:
+                mirrored[index] = volumes[index].flip(dims)
+        return mirrored
 
     def project_x0(x0: torch.Tensor) -> torch.Tensor:
         images = image_from_network(x0, condition_tensor, scale).float().cpu().numpy()
