@@ -25,7 +25,8 @@ def test_smoke_benchmark_scores_every_model_and_variant(tmp_path):
     assert "psnr_brain_vs_back_projection" in result.stdout  # the table
     record = json.loads((tmp_path / "quality.json").read_text())
     methods = {(row["factor"], row["method"]) for row in record["per_subject"]}
-    x2 = {"diffusion3d", "regression3d", "diffusion3d_mean", "diffusion3d_free", "regression3d_free", *BASELINES}
+    x2 = {"diffusion3d", "regression3d", "diffusion3d_mean", "diffusion3d_unmirrored", "diffusion3d_free",
+          "regression3d_free", *BASELINES}
     assert methods == {("2", m) for m in x2}
     for row in record["per_subject"]:
         assert math.isfinite(row["psnr_brain"]) and 0 < row["ssim_brain"] <= 1, row

@@ -181,7 +181,7 @@ class PatchDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, index])
         # Drawn even when 0, so that switching the augmentation on or off keeps the same patches.
         scale = np.exp(rng.uniform(-self.intensity_augment, self.intensity_augment))
-        # A stream of its own, so that switching the flips on or off keeps the same patches.
+        # The flips draw from a stream of their own: switching them on or off keeps the same patches too.
         coins = np.random.default_rng([self.seed, index, 1]).random(3) < 0.5
         flipped = tuple(axis for axis in self.flip_axes if coins[axis])
         patches = []
