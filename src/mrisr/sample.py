@@ -163,6 +163,8 @@ def sample_volume(
 
     def mirror(volumes: torch.Tensor) -> torch.Tensor:
         """Sample i's volumes mirrored along the ``flip_axes`` that the bits of i name (mirroring undoes itself)."""
+        if not settings["flip_axes"]:
+            return volumes  # no copy of every sample's volumes, twice per network evaluation, for nothing
         mirrored = volumes.clone()
         for index in range(len(volumes)):
             dims = [1 + axis for bit, axis in enumerate(settings["flip_axes"]) if index >> bit & 1]
