@@ -83,6 +83,14 @@ def test_patches_must_survive_the_unet_halvings(config):
         resolve_models(config)
 
 
+def test_views_only_along_axes_the_model_learns_mirrored(config):
+    config["models"] = {"plain": {"kind": "regression3d", "train": {"flip_augment": [0]}}}
+    with pytest.raises(MrisrError, match=r"models\.plain: sampler\.flip_axes \[0, 1, 2\] mirrors along axes \[1, 2\]"):
+        resolve_models(config)
+    config["models"]["plain"]["sampler"] = {"flip_axes": [0]}
+    assert resolve_models(config)["plain"]["sampler"]["n_samples"] == 2
+
+
 def test_a_pretrained_model_takes_its_settings_from_the_file(config):
     config["models"] = {"theirs": {"pretrained": "their.pt", "sampler": {"steps": 9}}}
     header = {"kind": "diffusion3d", "factor": [2.0] * 3, "output_factor": [1.0] * 3,

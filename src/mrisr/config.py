@@ -140,7 +140,17 @@ def trainable_model(config: dict, name: str) -> dict:
         model["train"]["warm_start_steps"] = model["train"]["steps"]
         model["sampler"].update(steps=1, n_samples=2 ** len(model["sampler"]["flip_axes"]))
     _check_patches(name, model)
+    _check_views(name, model)
     return model
+
+
+def _check_views(name: str, model: dict) -> None:
+    """Mirrored views only along axes the model learns mirrored: any other view asks it about scans it never saw."""
+    untrained = sorted(set(model["sampler"]["flip_axes"]) - set(model["train"]["flip_augment"]))
+    if untrained:
+        raise MrisrError(f"models.{name}: sampler.flip_axes {model['sampler']['flip_axes']} mirrors along axes "
+                         f"{untrained}, which train.flip_augment {model['train']['flip_augment']} does not; "
+                         "add them to train.flip_augment or drop them from sampler.flip_axes")
 
 
 def _check_patches(name: str, model: dict) -> None:
