@@ -97,3 +97,14 @@ def test_ddim_timesteps_run_from_the_last_step_to_zero():
     assert steps[0] == 999 and steps[-1] == 0 and len(steps) == 10 and steps == sorted(steps, reverse=True)
     assert GaussianDiffusion("cosine", 1000).ddim_timesteps(1) == [999]
     assert GaussianDiffusion("cosine", 1000).ddim_timesteps(4, refine_from=0.3) == [999, 300, 150, 0]
+
+
+def test_scaled_input_hides_the_pure_noise_of_the_last_step():
+    diffusion, raw = GaussianDiffusion(scale_input=True), GaussianDiffusion()
+    x_t = torch.randn(3, 1, 4, 4, 4)
+    t = torch.tensor([999, 499, 0])
+    seen = diffusion.network_input(x_t, t)
+    assert seen[0].abs().max() < 1e-3 * x_t[0].abs().max()  # t = T: nothing of the noise reaches the network
+    torch.testing.assert_close(seen[1], x_t[1] * float(diffusion.alpha_bar[499]) ** 0.5)
+    torch.testing.assert_close(seen[2], x_t[2], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(raw.network_input(x_t, t), x_t)  # model files without the key: as trained

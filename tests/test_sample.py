@@ -1,4 +1,6 @@
 """Sliding-window inference (coverage, exact reconstruction, blending, padding) and what sampling returns."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +104,16 @@ def test_the_one_pass_estimate_is_the_first_step_and_the_spread_comes_from_the_s
     np.testing.assert_allclose(one_pass, first_step, atol=1e-6)
     np.testing.assert_array_equal(spread, mean_spread)
     assert np.abs(one_pass - mean).max() > 1e-4 and spread.max() > 0
+
+
+def test_with_a_scaled_input_the_first_step_does_not_depend_on_the_noise():
+    settings = {"steps": 1, "n_samples": 3, "eta": 0.0, "refine_from": None, "patch_size": [8, 8, 8],
+                "overlap": 0.25, "batch_size": 4, "autocast": False, "device": "cpu", "flip_axes": [],
+                "estimate": "mean"}
+    condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
+    spreads = {}
+    for scale_input in (False, True):
+        spec = replace(STAND_IN_SPEC, diffusion={**STAND_IN_SPEC.diffusion, "scale_input": scale_input})
+        spreads[scale_input] = sample_volume(condition, Convolution(3), spec, settings, seed=0)[1].max()
+    # Raw x_T is noise the network must learn to ignore; scaled, each sample's first estimate is the same.
+    assert spreads[False] > 1e-3 and spreads[True] < 1e-3 * spreads[False]

@@ -88,8 +88,10 @@ class GaussianDiffusion:
         timesteps: int = 1000,
         noise_scale: float = 1.0,
         prediction: Prediction = "x0",
+        scale_input: bool = False,
     ) -> None:
         self.schedule = schedule
+        self.scale_input = scale_input
         self.timesteps = timesteps
         self.noise_scale = noise_scale
         self.noise_std = math.sqrt(noise_scale)
@@ -105,6 +107,14 @@ class GaussianDiffusion:
         """Draw ``x_t ~ q(x_t | x0)``; ``noise`` is standard normal (scaled here)."""
         alpha_bar = self._alpha_bar_at(t, x0)
         return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * self.noise_std * noise
+
+    def network_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network sees of ``x_t``: with ``scale_input``, ``sqrt(alpha_bar_t) x_t``, nothing at t = T.
+
+        At t = T, x_t is pure noise; fed as it is, a network trained there must
+        learn to ignore its noise channel, which keeps it from using x_t at any t.
+        """
+        return self._alpha_bar_at(t, x_t).sqrt() * x_t if self.scale_input else x_t
 
     def training_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """What the network regresses on, for the configured parameterisation."""

@@ -43,7 +43,7 @@ class ModelSpec:
 
     kind: str                   # diffusion3d | regression3d | triplanar
     network: dict               # arguments of mrisr.networks.UNet
-    diffusion: dict             # schedule, timesteps, noise_scale, prediction, residual_scale
+    diffusion: dict             # schedule, timesteps, noise_scale, prediction, residual_scale, scale_input
     factor: list[float]         # the LR factor it starts from, per axis
     output_factor: list[float]  # the factor it produces (1: the HR grid)
     voxel_mm: list[float]       # voxel size of the grid it produces

@@ -156,7 +156,8 @@ def sample_volume(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings["autocast"]):
                 return network(batch, t_batch)
 
-        stacked = mirror(torch.cat([x_t, network_condition.expand(len(x_t), -1, *condition.shape)], dim=1))
+        seen = diffusion.network_input(x_t, torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device))
+        stacked = mirror(torch.cat([seen, network_condition.expand(len(x_t), -1, *condition.shape)], dim=1))
         outputs = [sliding_window(stacked, shape, predict, settings["overlap"], settings["batch_size"],
                                   spec.downsampling) for shape in shapes]
         return mirror(torch.stack(outputs).mean(dim=0))
