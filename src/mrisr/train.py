@@ -86,7 +86,8 @@ def diffusion_loss(network, diffusion, spec: ModelSpec, batches, t: torch.Tensor
         target = target_to_network(target_image, condition_image, spec.residual_scale)
         noise = torch.randn_like(target)
         x_t = diffusion.q_sample(target, t, noise)
-        output = network(torch.cat([diffusion.network_input(x_t, t), condition_to_network(condition_image)], dim=1), t)
+        inputs = torch.cat([diffusion.network_input(x_t, t), condition_to_network(condition_image)], dim=1)
+        output = network(inputs, t)
         losses.append(F.mse_loss(output.float(), diffusion.training_target(target, t, noise)))
     return torch.stack(losses).mean()
 
