@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: run test test-fast sample-data lint bench-quality bench-speed lock clean
+.PHONY: run test test-fast embedded-data lint bench-quality bench-speed lock clean
 
 $(BIN)/activate: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -12,18 +12,18 @@ $(BIN)/activate: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(BIN)/activate
 
-# Sample volumes that only ship inside packages on the package index (pycortex's S1), fetched once into
+# Embedded volumes that only ship inside packages on the package index (pycortex's S1), fetched once into
 # $MRISR_DATA (default ~/.cache/mrisr) and verified; a no-op when the cache is complete.
-sample-data: $(BIN)/activate
-	$(BIN)/python -m mrisr.registry
+embedded-data: $(BIN)/activate
+	$(BIN)/python -m mrisr.data.registry
 
-run: sample-data
+run: embedded-data
 	$(BIN)/snakemake --cores $(CORES)
 
-test: sample-data
+test: embedded-data
 	$(BIN)/python -m pytest -ra
 
-# Unit tests only: no workflow runs, no Slurm, no ROBEX (under two minutes).
+# Unit tests only: no workflow runs, no Slurm, no ROBEX, ANTs or torchrun (about 1.5 minutes on 2 cores).
 test-fast: $(BIN)/activate
 	$(BIN)/python -m pytest -ra -m "not workflow and not slurm and not slow"
 

@@ -3,7 +3,7 @@
 Every fold is a run of the workflow itself in one work folder: the suite's models (benchmarks/suites.yaml)
 replace the config's, and the fold's split replaces its split, so preprocessing, pairs, training,
 sampling and scoring are exactly the workflow's, and fold after fold only what changed reruns. Folds:
-the config's own split, or leave-one-real-brain-out (`--folds loro`: each real person of the sample
+the config's own split, or leave-one-real-brain-out (`--folds loro`: each real person of the embedded
 data, with the subjects derived from it, is the test set once, and trains in the other folds).
 Prints one table and writes `<workdir>/quality.json`; each fold's HTML report is kept beside it.
 """
@@ -13,7 +13,6 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,10 +21,11 @@ import pandas as pd
 import yaml
 
 from mrisr.config import merge, replace_whole_sections
-from mrisr.evaluate import method_summary
-from mrisr.fetch import DERIVED, SAMPLE_VOLUMES
+from mrisr.data.embedded import DERIVED, EMBEDDED_VOLUMES
+from mrisr.evaluation.scoring import method_summary
 from mrisr.io import write_json
 from mrisr.provenance import provenance
+from mrisr.workflow import run_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "benchmarks" / "suites.yaml"
@@ -41,11 +41,11 @@ def folds(config: dict, kind: str) -> dict[str, dict[str, list[str]]]:
     split = config["split"]
     if kind == "config":
         return {"config": {role: list(split.get(role, [])) for role in ("train", "val", "test")}}
-    if config["data"]["source"] != "sample":
-        sys.exit("--folds loro needs data.source: sample (it holds out each real person of the sample data)")
+    if config["data"]["source"] != "embedded":
+        sys.exit("--folds loro needs data.source: embedded (it holds out each real person of the embedded data)")
     subjects = [s for role in ("train", "val", "test") for s in split.get(role, [])]
     base = lambda subject: DERIVED.match(subject)["base"] if DERIVED.match(subject) else subject
-    people = sorted({base(s) for s in subjects if SAMPLE_VOLUMES[base(s)].real_person})
+    people = sorted({base(s) for s in subjects if EMBEDDED_VOLUMES[base(s)].real_person})
     if len(people) < 2:
         sys.exit(f"--folds loro needs at least two real people in the split; it has {people}")
     result = {}
@@ -58,10 +58,7 @@ def folds(config: dict, kind: str) -> dict[str, dict[str, list[str]]]:
 
 def snakemake(workdir: Path, configs: list[Path], cores: int) -> None:
     """The workflow, with ``configs`` merged over config/config.yaml, in ``workdir``."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--cores", str(cores), "--configfile", *map(str, configs)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    result = run_workflow(workdir, "--configfile", *map(str, configs), cores=cores)
     if result.returncode != 0:
         sys.exit(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
 

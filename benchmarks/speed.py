@@ -4,8 +4,9 @@ subjects, whole-brain sampling, and the U-Net's cost per voxel. One table, and `
     make bench-speed                                   # about 15 minutes on 2 CPU cores
     .venv/bin/python benchmarks/speed.py --quick       # under 2 minutes: smaller sizes, a smoke test
 
-Everything runs the package's own code: training is `mrisr.train.launch` (torchrun) on synthetic subjects,
-the pipeline is `mrisr.data.PatchDataset` in a `DataLoader`, sampling is `mrisr.sample.sample_volume`.
+Everything runs the package's own code: training is `mrisr.model.launch.launch` (torchrun) on synthetic subjects,
+the pipeline is `mrisr.model.dataset.PatchDataset` in a `DataLoader`, sampling is
+`mrisr.inference.sampling.sample_volume`.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,38 +27,41 @@ import pandas as pd
 import torch
 import yaml
 
-from mrisr.config import trainable_model
-from mrisr.data import PatchDataset, StepBatches
-from mrisr.io import save_volume, write_json
-from mrisr.modelfile import ModelSpec
-from mrisr.networks import resolve_device
+from mrisr.config import merge
+from mrisr.data.synthetic import synthetic_subjects
+from mrisr.inference.sampling import sample_patch_shapes, sample_volume
+from mrisr.inference.windows import evaluated_voxels
+from mrisr.io import write_json
+from mrisr.model.dataset import PatchDataset, StepBatches
+from mrisr.model.launch import launch
+from mrisr.model.networks import resolve_device
+from mrisr.model.spec import ModelSpec, degradation_of, model_spec
 from mrisr.provenance import provenance
-from mrisr.sample import evaluated_voxels, sample_patch_shapes, sample_volume
-from mrisr.train import launch
 
 REPO = Path(__file__).resolve().parents[1]
 HCP_SHAPE = (208, 256, 208)  # HCP's 0.7 mm T1w grid
 BRAIN_1MM = (144, 176, 152)  # the MNI152 brain box at 1 mm: 3.9 M voxels
 # A dense bf16 figure for an H100 SXM (NVIDIA's datasheet, without sparsity), to turn FLOPs into a GPU-bound time.
 H100_BF16_FLOPS = 989e12
+STARTED = time.perf_counter()
 
 
-def config_model(path: Path | None, name: str = "diffusion3d") -> dict:
-    """A model of config/config.yaml (with ``path`` merged over it), resolved as the workflow resolves it."""
-    from mrisr.config import merge
+def progress(message: str) -> None:
+    """One line on stderr per step of the benchmark, so a long run shows where it is."""
+    print(f"[{time.perf_counter() - STARTED:6.0f} s] {message}", file=sys.stderr, flush=True)
 
+
+def load_config(path: Path | None = None, **train: object) -> dict:
+    """config/config.yaml with ``path`` merged over it and ``train`` settings for the diffusion3d model."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     if path:
         config = merge(config, yaml.safe_load(path.read_text()))
-    return trainable_model(config, name)
+    return merge(config, {"train": train})
 
 
-def spec_of(model: dict) -> ModelSpec:
-    return ModelSpec(kind=model["kind"], network=model["network"], diffusion=model["diffusion"],
-                     factor=model["factor"], output_factor=model["output_factor"], voxel_mm=[1.0] * 3,
-                     patch_size=model["train"]["patch_size"], sampler=model["sampler"],
-                     degradation={"order": 3, "antialias": True, "noise_std": 0.0}, train=model["train"],
-                     train_subjects=[], provenance={})
+def spec_of(config: dict) -> ModelSpec:
+    """The diffusion3d model of ``config``, as the train job would make it (mrisr.model.spec)."""
+    return model_spec(config, "diffusion3d", [1.0] * 3, [], {})
 
 
 def flops_per_voxel(spec: ModelSpec, patch: list[int]) -> float:
@@ -84,45 +89,26 @@ def flops_per_voxel(spec: ModelSpec, patch: list[int]) -> float:
     return total / np.prod(shape)
 
 
-def synthetic_subjects(folder: Path, count: int, shape) -> dict[str, dict[str, str]]:
-    """Smooth random volumes with their LR and a brain-shaped mask, as the pairs stage writes them."""
-    from scipy import ndimage
-
-    from mrisr.degrade import degrade
-
-    subjects, grid = {}, np.indices(shape, sparse=True)
-    ellipsoid = sum(((axis - n / 2) / (0.4 * n)) ** 2 for axis, n in zip(grid, shape)) < 1
-    for index in range(count):
-        rng = np.random.default_rng(index)
-        hr = np.clip(ndimage.gaussian_filter(rng.random(shape, np.float32), 1.5) * 4 - 1.5, 0, 1) * ellipsoid
-        paths = {kind: str(folder / f"s{index}_{kind}.nii.gz") for kind in ("hr", "lr", "mask")}
-        save_volume(hr, np.eye(4), paths["hr"])
-        save_volume(degrade(hr, 2, 3, True), np.diag([2, 2, 2, 1.0]), paths["lr"])
-        save_volume(ellipsoid.astype(np.float32), np.eye(4), paths["mask"])
-        subjects[f"s{index}"] = paths
-    return subjects
-
-
-def training_speed(model: dict, subjects: dict, processes: int, autocast: bool, steps: int, folder: Path) -> dict:
+def training_speed(config: dict, subjects: dict, processes: int, autocast: bool, steps: int, folder: Path) -> dict:
     """Steps and patches per second of real training (torchrun), timed between two logged steps after warm-up."""
-    model = {**model, "train": {**model["train"], "steps": steps, "log_every": steps // 2, "val_every": steps,
-                                "checkpoint_every": steps + 1, "autocast": autocast, "device": "cpu",
-                                "warmup_steps": 1, "warm_start_steps": steps // 4}}
+    progress(f"training {steps} steps, {processes} process(es), {'bf16' if autocast else 'fp32'}")
+    config = merge(config, {"train": {"steps": steps, "log_every": steps // 2, "val_every": steps,
+                                      "checkpoint_every": steps + 1, "autocast": autocast, "device": "cpu",
+                                      "warmup_steps": 1, "warm_start_steps": steps // 4}})
+    spec = model_spec(config, "diffusion3d", [1.0] * 3, list(subjects), {})
     folder.mkdir(parents=True, exist_ok=True)
-    job = {"name": "speed", "model": model, "degradation": {"order": 3, "antialias": True, "noise_std": 0.0},
-           "train_subjects": subjects, "val_subjects": {}, "seed": 0, "provenance": {},
+    job = {"name": "speed", "spec": asdict(spec), "train_subjects": subjects, "val_subjects": {}, "seed": 0,
            "outputs": {"model": str(folder / "model.pt"), "log": str(folder / "log.csv"),
-                       "curves": str(folder / "curves.png"), "validation": str(folder / "validation.png"),
-                       "checkpoint": str(folder / "checkpoint.pt"), "cache": str(folder / "cache"),
-                       "val_cache": str(folder / "val_cache")}}
+                       "curves": str(folder / "curves.png"), "checkpoint": str(folder / "checkpoint.pt"),
+                       "cache": str(folder / "cache"), "val_cache": str(folder / "val_cache")}}
     launch(job, folder / "job.json", processes, 1, str(folder / "train.log"))
     rows = pd.read_csv(folder / "log.csv")
     first, last = rows.iloc[0], rows.iloc[-1]
     steps_per_second = (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
-    patches = steps_per_second * model["train"]["batch_size"] * processes
+    patches = steps_per_second * spec.train["batch_size"] * processes
     return {"processes": processes, "threads_per_process": 1, "autocast_bf16": autocast,
             "steps_per_s": round(steps_per_second, 3), "patches_per_s": round(patches, 2),
-            "batch_per_process": model["train"]["batch_size"], "patch": model["train"]["patch_size"]}
+            "batch_per_process": spec.train["batch_size"], "patch": spec.train["patch_size"]}
 
 
 def synthetic_cache(folder: Path, count: int, shape, written: int) -> Path:
@@ -161,32 +147,32 @@ def pipeline_speed(cache: Path, patch: int, batch: int, workers: int, batches: i
 
 def rss_child(cache: str, steps: int) -> None:
     """In a fresh process: train the default U-Net for ``steps`` steps on the cache; print the peak RSS (MB)."""
-    from mrisr.train import Distributed, train
+    from mrisr.model.training import Distributed, train
 
     torch.set_num_threads(1)
-    model = config_model(None)
-    model["train"].update(steps=steps, log_every=steps, val_every=steps, checkpoint_every=steps + 1,
-                          device="cpu", loader_workers=0)
+    spec = spec_of(load_config(steps=steps, log_every=steps, val_every=steps, checkpoint_every=steps + 1,
+                               device="cpu", loader_workers=0))
     with tempfile.TemporaryDirectory() as scratch:
-        train(spec_of(model), Path(cache), Path(cache), Path(scratch) / "checkpoint.pt", "rss", 0, Distributed("cpu"))
+        train(spec, Path(cache), Path(cache), Path(scratch) / "checkpoint.pt", "rss", 0, Distributed("cpu"))
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def training_rss(folder: Path, subjects: int, steps: int) -> float:
+    progress(f"training memory with {subjects} HCP-sized subjects")
     cache = synthetic_cache(folder / f"rss_{subjects}", subjects, HCP_SHAPE, written=min(subjects, 2))
     result = subprocess.run([sys.executable, __file__, "--rss-child", str(cache), "--steps", str(steps)],
                             capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def sampling_speed(model: dict, shape, steps: int, samples: int, threads: int) -> dict:
+def sampling_speed(config: dict, shape, steps: int, samples: int, threads: int) -> dict:
     """Seconds, peak memory and achieved FLOP/s of sampling one volume; and one large forward pass for reference."""
+    progress(f"sampling {shape}, DDIM {steps} x {samples} samples")
     torch.set_num_threads(threads)
-    spec = spec_of(model)
+    spec = spec_of(config)
     network = spec.build_network().eval()
     torch.nn.init.normal_(network.head[-1].weight, std=1e-3)  # not a zero output: the work is the same either way
-    settings = {**model["sampler"], "steps": steps, "n_samples": samples, "device": "cpu",
-                "data_consistency": False}
+    settings = {**spec.sampler, "steps": steps, "n_samples": samples, "device": "cpu", "data_consistency": False}
     condition = np.random.default_rng(0).random(shape, np.float32)
     per_voxel = flops_per_voxel(spec, settings["patch_size"])
     evaluated = sum(evaluated_voxels(shape, window, settings["overlap"], spec.downsampling)
@@ -224,21 +210,24 @@ def main() -> None:
         return rss_child(args.rss_child, args.steps)
     quick = args.quick
     args.workdir.mkdir(parents=True, exist_ok=True)
-    default, hcp = config_model(None), config_model(REPO / "config" / "hcp.yaml")
+    default, hcp = load_config(), load_config(REPO / "config" / "hcp.yaml")
     record: dict = {"quick": quick, "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                                                "processor": platform.processor(),
                                                "device": str(resolve_device("auto"))}}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         scratch = Path(scratch)
-        subjects = synthetic_subjects(scratch / "subjects", 2, (48, 56, 48) if quick else (96, 112, 96))
+        subjects = synthetic_subjects(scratch / "subjects", degradation_of(default), 2,
+                                      (48, 56, 48) if quick else (96, 112, 96), brain_shaped=True)
         steps = 12 if quick else 60
         record["training"] = [
             training_speed(default, subjects, 1, False, steps, scratch / "train_1_fp32"),
             training_speed(default, subjects, 1, True, steps, scratch / "train_1_bf16"),
             training_speed(default, subjects, args.processes, True, steps, scratch / f"train_{args.processes}_bf16"),
         ]
-        hcp_patch, hcp_batch = hcp["train"]["patch_size"][0], hcp["train"]["batch_size"]
+        hcp_spec = spec_of(hcp)
+        hcp_patch, hcp_batch = hcp_spec.train["patch_size"][0], hcp_spec.train["batch_size"]
+        progress("input pipeline at HCP size")
         cache = synthetic_cache(scratch / "pipeline", 2 if quick else 4, (104, 128, 104) if quick else HCP_SHAPE,
                                 written=2 if quick else 4)
         record["pipeline"] = {"volume": list(HCP_SHAPE), "patch": hcp_patch, "batch": hcp_batch, "batches_per_s": {
@@ -249,17 +238,17 @@ def main() -> None:
                                      for count in counts}
         record["sampling"] = sampling_speed(default, (64, 80, 64) if quick else BRAIN_1MM, 2 if quick else 10,
                                             2 if quick else 4, min(2, os.cpu_count()))
-    spec = spec_of(default)
-    per_voxel = flops_per_voxel(spec, default["sampler"]["patch_size"])
-    hcp_per_voxel = flops_per_voxel(spec_of(hcp), hcp["sampler"]["patch_size"])
+    spec, hcp_spec = spec_of(default), spec_of(hcp)
+    per_voxel = flops_per_voxel(spec, spec.sampler["patch_size"])
+    hcp_per_voxel = flops_per_voxel(hcp_spec, hcp_spec.sampler["patch_size"])
     hcp_brain = np.prod(HCP_SHAPE)
     record["flops"] = {
         "default_unet_mflop_per_voxel": round(per_voxel / 1e6, 3),
         "hcp_unet_mflop_per_voxel": round(hcp_per_voxel / 1e6, 3),
-        "hcp_brain_sampling_pflop": round(hcp_per_voxel * hcp_brain * hcp["sampler"]["steps"]
-                                         * hcp["sampler"]["n_samples"] / 1e15, 2),
-        "hcp_brain_seconds_at_h100_bf16_peak": round(hcp_per_voxel * hcp_brain * hcp["sampler"]["steps"]
-                                                    * hcp["sampler"]["n_samples"] / H100_BF16_FLOPS, 1),
+        "hcp_brain_sampling_pflop": round(hcp_per_voxel * hcp_brain * hcp_spec.sampler["steps"]
+                                         * hcp_spec.sampler["n_samples"] / 1e15, 2),
+        "hcp_brain_seconds_at_h100_bf16_peak": round(hcp_per_voxel * hcp_brain * hcp_spec.sampler["steps"]
+                                                    * hcp_spec.sampler["n_samples"] / H100_BF16_FLOPS, 1),
         "hcp_training_step_tflop": round(3 * hcp_per_voxel * hcp_patch**3 * hcp_batch / 1e12, 2),
     }
     record["total_seconds"] = round(time.perf_counter() - started)

@@ -1,5 +1,5 @@
 """Rule evaluate: metrics of one model's estimate of one test subject."""
-from mrisr.evaluate import evaluate_model
+from mrisr.evaluation.scoring import evaluate_model
 from mrisr.workflow import run_rule
 
 

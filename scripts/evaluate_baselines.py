@@ -1,5 +1,5 @@
 """Rule evaluate_baselines: metrics of the classical baselines on one test subject at one factor."""
-from mrisr.evaluate import evaluate_baselines
+from mrisr.evaluation.scoring import evaluate_baselines
 from mrisr.workflow import run_rule
 
 

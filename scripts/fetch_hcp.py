@@ -1,16 +1,13 @@
 """Rule fetch (data.source: hcp): one HCP subject from S3 (verified download cache, then the raw T1w)."""
-from mrisr.fetch import import_scan
-from mrisr.hcp import fetch_hcp_subject
+from mrisr.data.hcp import fetch_hcp_subject
+from mrisr.data.local import import_scan
 from mrisr.workflow import run_rule
 
 
 def main(snakemake):
     subject, hcp = snakemake.wildcards.subject, snakemake.params.settings
     cached = snakemake.params.download
-    download = fetch_hcp_subject(
-        subject, cached, bucket=hcp["bucket"], prefix=hcp["prefix"],
-        file_choice=hcp["file"], profile=hcp.get("aws_profile"), endpoint_url=hcp.get("endpoint_url"),
-    )
+    download = fetch_hcp_subject(subject, cached, hcp)
     import_scan(cached, snakemake.output.raw, subject=subject, source="hcp", real_volume=subject, real_person=True,
                 description=f"HCP {subject}: s3://{hcp['bucket']}/{download['key']}", etag=download["etag"])
 

@@ -1,5 +1,5 @@
 """Rule fetch (data.source: local): one of the user's own scans."""
-from mrisr.fetch import import_scan
+from mrisr.data.local import import_scan
 from mrisr.workflow import run_rule
 
 

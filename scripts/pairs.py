@@ -1,5 +1,5 @@
 """Rule pairs: the LR scan of one subject at one factor."""
-from mrisr.degrade import write_pair
+from mrisr.pairs.degrade import write_pair
 from mrisr.workflow import run_rule
 
 

@@ -1,5 +1,5 @@
 """Rule panel: slices of every method's estimate of one test subject, side by side."""
-from mrisr.evaluate import draw_panel
+from mrisr.evaluation.scoring import draw_panel
 from mrisr.workflow import run_rule
 
 

@@ -3,7 +3,7 @@ from mrisr.workflow import run_rule
 
 
 def main(snakemake):
-    from mrisr.preprocess import preprocess_to_files
+    from mrisr.preprocess.pipeline import preprocess_to_files
 
     output, log = snakemake.output, snakemake.log
     preprocess_to_files(

@@ -2,7 +2,7 @@
 import tempfile
 
 from mrisr.provenance import provenance
-from mrisr.report import build_report
+from mrisr.evaluation.report import build_report
 from mrisr.workflow import run_rule
 
 

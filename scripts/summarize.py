@@ -1,5 +1,5 @@
 """Rule summarize: all test subjects' metrics, every method, in one table."""
-from mrisr.evaluate import summarize
+from mrisr.evaluation.scoring import summarize
 from mrisr.workflow import run_rule
 
 

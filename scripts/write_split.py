@@ -1,5 +1,5 @@
 """Rule write_split: every subject's role and origin."""
-from mrisr.split import write_split
+from mrisr.data.split import write_split
 from mrisr.workflow import run_rule
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from quality import folds  # noqa: E402
@@ -38,7 +38,7 @@ def test_smoke_benchmark_scores_every_model_and_variant(tmp_path):
 
 
 def test_leave_one_real_brain_out_holds_out_each_person_with_their_copies():
-    config = {"data": {"source": "sample"}, "split": {
+    config = {"data": {"source": "embedded"}, "split": {
         "train": ["mni152", "mni152def01", "s1"], "val": ["mni152def02"], "test": ["robex", "robexdef01"]}}
     splits = folds(config, "loro")
     assert splits == {

@@ -23,7 +23,8 @@ def test_super_resolve_keeps_orientation_and_grid(tiny_run, tmp_path):
     nib.save(flipped, tmp_path / "scan.nii.gz")
     result = mrisr("super-resolve", str(tmp_path / "scan.nii.gz"), "--model",
                    str(tiny_run / "results/models/diffusion3d/model.pt"), "--output", str(tmp_path / "sr.nii.gz"),
-                   "--uncertainty", str(tmp_path / "sd.nii.gz"), "--steps", "2", "--samples", "2")
+                   "--uncertainty", str(tmp_path / "sd.nii.gz"), "--steps", "2", "--samples", "2",
+                   "--skull-strip", "none")  # the tiny run's 'brain' is a template-masked head cut to a 64 mm box
     assert result.returncode == 0, result.stderr
     sr, hr = nib.load(tmp_path / "sr.nii.gz"), nib.load(tiny_run / "results/preproc/robex/T1w_brain.nii.gz")
     assert sr.shape == hr.shape and nib.load(tmp_path / "sd.nii.gz").shape == hr.shape
@@ -62,6 +63,6 @@ def test_a_garbage_model_file_is_refused_with_one_line(tiny_run, tmp_path):
 def test_sampler_defaults_come_from_the_model_file(tiny_run, tmp_path):
     result = mrisr("super-resolve", str(tiny_run / "results/pairs/robex/x2/lr.nii.gz"), "--model",
                    str(tiny_run / "results/models/diffusion3d/model.pt"), "--output", str(tmp_path / "sr.nii.gz"),
-                   "--no-normalize")
+                   "--no-normalize", "--skull-strip", "none")
     assert result.returncode == 0, result.stderr
     assert "2 sample(s), 3 DDIM steps" in result.stderr  # tests/data/tiny.yaml's sampler, kept in the model file

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mrisr.config import merge, resolve_models, validate_config
+from mrisr.config import merge, validate_config
+from mrisr.model.spec import resolve_models
 from mrisr.io import MrisrError
 
 ROOT = Path(__file__).resolve().parents[1]

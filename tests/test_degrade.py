@@ -3,10 +3,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrisr.degrade import (
-    back_project, degrade, factor_label, hr_grid_for, lr_affine_for, lr_consistency, lr_shape_for, upsample, write_pair,
-)
-from mrisr.io import save_volume, voxel_sizes
+from mrisr.grids import factor_label, hr_grid_for, lr_affine_for, lr_shape_for, upsample, voxel_sizes
+from mrisr.io import save_volume
+from mrisr.pairs.degrade import back_project, degrade, lr_consistency, write_pair
 
 
 def voxel_centre(affine, index):

@@ -5,9 +5,18 @@ import numpy as np
 import pytest
 import torch
 
-from mrisr.diffusion import (
+from mrisr.model.diffusion import (
     GaussianDiffusion, cosine_alpha_bar, make_alpha_bar, cos2_alphas, posterior_mean_coefficients,
 )
+from helpers import load_config
+
+DIFFUSION = {key: value for key, value in load_config()["diffusion"].items() if key != "residual_scale"}
+
+
+def diffusion_process(schedule: str = DIFFUSION["schedule"], timesteps: int = DIFFUSION["timesteps"],
+                      **settings) -> GaussianDiffusion:
+    """The config's diffusion process with ``settings`` changed."""
+    return GaussianDiffusion(**{**DIFFUSION, "schedule": schedule, "timesteps": timesteps, **settings})
 
 
 def test_cos2_product_schedule_matches_the_seed_formula():
@@ -32,7 +41,7 @@ def test_cosine_schedule_matches_nichol_dhariwal():
 
 
 def test_forward_process_has_the_seed_mean_and_scaled_variance():
-    diffusion = GaussianDiffusion("cosine", 1000, noise_scale=0.3)
+    diffusion = diffusion_process("cosine", 1000, noise_scale=0.3)
     x0 = torch.full((20000,), 0.7)
     t = torch.full((20000,), 400)
     x_t = diffusion.q_sample(x0, t, torch.randn(20000, generator=torch.Generator().manual_seed(0)))
@@ -54,7 +63,7 @@ def test_posterior_coefficients_match_the_seed_reverse_step():
 
 @pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
 def test_parameterisations_invert_exactly(prediction):
-    diffusion = GaussianDiffusion("cosine", 1000, noise_scale=0.3, prediction=prediction)
+    diffusion = diffusion_process("cosine", 1000, noise_scale=0.3, prediction=prediction)
     generator = torch.Generator().manual_seed(1)
     x0, noise = torch.randn(3, 1, 4, 4, 4, generator=generator), torch.randn(3, 1, 4, 4, 4, generator=generator)
     t = torch.tensor([5, 300, 700])
@@ -67,7 +76,7 @@ def test_parameterisations_invert_exactly(prediction):
 @pytest.mark.parametrize("schedule", ["cosine", "cos2_product"])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_with_an_oracle_denoiser_returns_the_target(eta, schedule):
-    diffusion = GaussianDiffusion(schedule, 1000, prediction="x0")
+    diffusion = diffusion_process(schedule, 1000, prediction="x0")
     target = torch.linspace(-1, 1, 64).reshape(1, 1, 4, 4, 4).expand(2, 1, 4, 4, 4)
     generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
     first, result = diffusion.ddim_sample(lambda x_t, t: target, torch.randn(target.shape), steps=10, eta=eta,
@@ -78,7 +87,7 @@ def test_ddim_with_an_oracle_denoiser_returns_the_target(eta, schedule):
 
 @pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
 def test_projection_applies_to_every_estimate_and_decides_the_result(prediction):
-    diffusion = GaussianDiffusion("cosine", 1000, prediction=prediction)
+    diffusion = diffusion_process("cosine", 1000, prediction=prediction)
     calls = []
 
     def project(x0):
@@ -93,14 +102,14 @@ def test_projection_applies_to_every_estimate_and_decides_the_result(prediction)
 
 
 def test_ddim_timesteps_run_from_the_last_step_to_zero():
-    steps = GaussianDiffusion("cosine", 1000).ddim_timesteps(10)
+    steps = diffusion_process("cosine", 1000).ddim_timesteps(10)
     assert steps[0] == 999 and steps[-1] == 0 and len(steps) == 10 and steps == sorted(steps, reverse=True)
-    assert GaussianDiffusion("cosine", 1000).ddim_timesteps(1) == [999]
-    assert GaussianDiffusion("cosine", 1000).ddim_timesteps(4, refine_from=0.3) == [999, 300, 150, 0]
+    assert diffusion_process("cosine", 1000).ddim_timesteps(1) == [999]
+    assert diffusion_process("cosine", 1000).ddim_timesteps(4, refine_from=0.3) == [999, 300, 150, 0]
 
 
 def test_scaled_input_hides_the_pure_noise_of_the_last_step():
-    diffusion, raw = GaussianDiffusion(scale_input=True), GaussianDiffusion()
+    diffusion, raw = diffusion_process(scale_input=True), diffusion_process(scale_input=False)
     x_t = torch.randn(3, 1, 4, 4, 4)
     t = torch.tensor([999, 499, 0])
     seen = diffusion.network_input(x_t, t)

@@ -1,4 +1,4 @@
-"""Tests for mrisr.hcp against a real S3 server (moto_server subprocess) on localhost."""
+"""Tests for mrisr.data.hcp against a real S3 server (moto_server subprocess) on localhost."""
 
 from __future__ import annotations
 
@@ -20,21 +20,23 @@ from botocore.config import Config
 sys.path.insert(0, str(Path(__file__).parent))
 from s3_server import FaultProxy, set_moto_auth, start_moto_server, stop_process  # noqa: E402
 
-from mrisr.hcp import (  # noqa: E402
-    HCP_FILES,
-    check_access,
-    download,
-    fetch_hcp_subject,
-    hcp_key,
-    read_subject_list,
-    s3_client,
-    sidecar_path,
-)
+from helpers import load_config  # noqa: E402
+from mrisr.data import hcp  # noqa: E402
+from mrisr.data.hcp import HCP_FILES, check_access, download, read_subject_list, s3_client, sidecar_path  # noqa: E402
 from mrisr.io import MrisrError  # noqa: E402
 
-BUCKET = "hcp-openaccess"
+HCP = load_config()["data"]["hcp"]  # the config's bucket, prefix and file
+BUCKET = HCP["bucket"]
 SECRET = "mrisr-test-SECRET-do-not-leak-8f3a9c"
 FAST = {"backoff_s": 0.01}
+
+
+def hcp_key(subject: str, file_choice: str = HCP["file"]) -> str:
+    return hcp.hcp_key(subject, file_choice, HCP["prefix"])
+
+
+def fetch_hcp_subject(subject, dest, file_choice=HCP["file"], endpoint_url=None, **options):
+    return hcp.fetch_hcp_subject(subject, dest, {**HCP, "file": file_choice, "endpoint_url": endpoint_url}, **options)
 
 
 def nifti_bytes(seed: int, shape: tuple[int, ...] = (16, 16, 16)) -> bytes:
@@ -267,7 +269,7 @@ def test_not_a_nifti_is_removed(s3, tmp_path):
 
 def test_check_access_ok(s3):
     endpoint, objects = s3
-    found = check_access(s3_client(None, endpoint), BUCKET, ["100307", "101915"], "T1w_acpc_dc_restore")
+    found = check_access(s3_client(None, endpoint), BUCKET, ["100307", "101915"], "T1w_acpc_dc_restore", HCP["prefix"])
     assert found["101915"]["size"] == len(objects[hcp_key("101915")])
 
 
@@ -275,10 +277,10 @@ def test_missing_subject(s3, tmp_path):
     endpoint, _ = s3
     client = s3_client(None, endpoint)
     with pytest.raises(MrisrError, match="999999") as error:
-        check_access(client, BUCKET, ["100307", "999999"], "T1w_acpc_dc_restore")
+        check_access(client, BUCKET, ["100307", "999999"], "T1w_acpc_dc_restore", HCP["prefix"])
     assert hcp_key("999999") in str(error.value) and "100307" not in str(error.value).split(":", 1)[1]
     with pytest.raises(MrisrError, match="100408") as error:  # exists, but not this file choice
-        check_access(client, BUCKET, ["100408"], "unprocessed")
+        check_access(client, BUCKET, ["100408"], "unprocessed", HCP["prefix"])
     with pytest.raises(MrisrError, match="999999") as error:
         fetch_hcp_subject("999999", tmp_path / "x.nii.gz", endpoint_url=endpoint, **FAST)
     assert_clean(error, tmp_path)
@@ -289,7 +291,7 @@ def test_missing_credentials(s3, monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(MrisrError, match="ConnectomeDB.*db.humanconnectome.org"):
-        check_access(s3_client(None, endpoint), BUCKET, ["100307"], "T1w_acpc_dc_restore")
+        check_access(s3_client(None, endpoint), BUCKET, ["100307"], "T1w_acpc_dc_restore", HCP["prefix"])
     with pytest.raises(MrisrError, match="'hcp' not found.*ConnectomeDB"):
         s3_client("hcp", endpoint)
     with pytest.raises(MrisrError, match="ConnectomeDB") as error:
@@ -303,7 +305,7 @@ def test_profile_credentials(s3, monkeypatch, aws_env):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     aws_env.write_text(
         f"[hcp]\naws_access_key_id = testing\naws_secret_access_key = {SECRET}\n")
-    assert check_access(s3_client("hcp", endpoint), BUCKET, ["100307"], "T1w_acpc_dc_restore")
+    assert check_access(s3_client("hcp", endpoint), BUCKET, ["100307"], "T1w_acpc_dc_restore", HCP["prefix"])
 
 
 def test_rejected_credentials(s3, monkeypatch, tmp_path):
@@ -319,14 +321,14 @@ def test_rejected_credentials(s3, monkeypatch, tmp_path):
     try:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-        assert check_access(s3_client(None, endpoint), BUCKET, ["100307"], "T1w_acpc_dc_restore")
+        assert check_access(s3_client(None, endpoint), BUCKET, ["100307"], "T1w_acpc_dc_restore", HCP["prefix"])
         wrong_secret = (key["AccessKeyId"], "SignatureDoesNotMatch")
         unknown_key = ("AKIAUNKNOWNKEY000000", "InvalidAccessKeyId")
         for key_id, code in (wrong_secret, unknown_key):
             monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
             monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
             with pytest.raises(MrisrError, match=f"{code}.*rejected.*ConnectomeDB") as error:
-                check_access(s3_client(None, endpoint), BUCKET, ["100307"], "T1w_acpc_dc_restore")
+                check_access(s3_client(None, endpoint), BUCKET, ["100307"], "T1w_acpc_dc_restore", HCP["prefix"])
             assert SECRET not in str(error.value)
             with pytest.raises(MrisrError, match=f"{code}.*rejected.*ConnectomeDB") as error:
                 fetch_hcp_subject("100307", tmp_path / "x.nii.gz", endpoint_url=endpoint, **FAST)

@@ -16,7 +16,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import snakemake  # noqa: E402
 from s3_server import start_moto_server, stop_process  # noqa: E402
 
-from mrisr.hcp import hcp_key  # noqa: E402
+from helpers import load_config  # noqa: E402
+from mrisr.data.hcp import hcp_key  # noqa: E402
+
+HCP = load_config()["data"]["hcp"]
+
+pytestmark = pytest.mark.slow  # the workflow against an S3 server
 
 SECRET = "workflow-test-SECRET-must-not-leak-77"
 SUBJECTS = ["100307", "100408"]
@@ -32,7 +37,7 @@ def hcp_bucket(tmp_path_factory):
         for index, subject in enumerate(SUBJECTS):
             volume = np.random.default_rng(index).random((20, 24, 20), dtype=np.float32) * 1000
             image = nib.Nifti1Image(volume, np.diag([0.7, 0.7, 0.7, 1.0]))
-            client.put_object(Bucket="hcp-openaccess", Key=hcp_key(subject), Body=gzip.compress(image.to_bytes()))
+            client.put_object(Bucket="hcp-openaccess", Key=hcp_key(subject, HCP["file"], HCP["prefix"]), Body=gzip.compress(image.to_bytes()))
         yield endpoint
     finally:
         stop_process(process)

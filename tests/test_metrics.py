@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mrisr.metrics import high_frequency_error, psnr, ssim
+from mrisr.evaluation.metrics import high_frequency_error, psnr, ssim
 
 
 def test_psnr_of_a_constant_error():

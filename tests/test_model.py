@@ -2,32 +2,39 @@
 import pytest
 import torch
 
-from mrisr.networks import TriplanarUNet, UNet, slab_shapes, thin_axis, timestep_embedding
+from helpers import load_config
+from mrisr.model.networks import TriplanarUNet, UNet, slab_shapes, thin_axis, timestep_embedding
+
+NETWORK = load_config()["network"]
+
+
+def unet(**settings) -> UNet:
+    return UNet(**{**NETWORK, **settings})
 
 
 @pytest.mark.parametrize("channel_mult,attention", [((1, 2, 4), True), ((1, 2), False)])
 def test_output_has_the_input_grid(channel_mult, attention):
-    network = UNet(in_channels=2, out_channels=1, base_channels=8, channel_mult=channel_mult, attention=attention)
+    network = unet(in_channels=2, out_channels=1, base_channels=8, channel_mult=channel_mult, attention=attention)
     x = torch.randn(2, 2, 16, 24, 32)
     assert network(x, torch.tensor([0, 999])).shape == (2, 1, 16, 24, 32)
 
 
 def test_output_depends_on_the_timestep_once_trained_away_from_zero_init():
     torch.manual_seed(0)
-    network = UNet(base_channels=8, channel_mult=(1, 2))
+    network = unet(base_channels=8, channel_mult=(1, 2))
     torch.nn.init.normal_(network.head[-1].weight)
     x = torch.randn(1, 2, 8, 8, 8)
     assert not torch.allclose(network(x, torch.tensor([1])), network(x, torch.tensor([900])))
 
 
 def test_zero_initialised_head_predicts_no_correction():
-    network = UNet(base_channels=8, channel_mult=(1, 2))
+    network = unet(base_channels=8, channel_mult=(1, 2))
     assert torch.count_nonzero(network(torch.randn(1, 2, 8, 8, 8), torch.tensor([3]))) == 0
 
 
 def test_sizes_not_divisible_by_the_downsampling_are_rejected():
     with pytest.raises(ValueError, match="divisible by 4"):
-        UNet(base_channels=8)(torch.randn(1, 2, 10, 16, 16), torch.tensor([0]))
+        unet(base_channels=8)(torch.randn(1, 2, 10, 16, 16), torch.tensor([0]))
 
 
 def test_timestep_embedding_is_sinusoidal():
@@ -39,7 +46,7 @@ def test_timestep_embedding_is_sinusoidal():
 
 def test_two_dimensional_network_takes_slices_and_thin_slabs():
     torch.manual_seed(0)
-    network = UNet(base_channels=8, channel_mult=(1, 2), spatial_dims=2)
+    network = unet(base_channels=8, channel_mult=(1, 2), spatial_dims=2)
     assert not any(isinstance(m, torch.nn.Conv3d) for m in network.modules())
     torch.nn.init.normal_(network.head[-1].weight)
     slices = torch.randn(3, 2, 16, 24)
@@ -52,16 +59,16 @@ def test_two_dimensional_network_takes_slices_and_thin_slabs():
 
 
 def test_two_dimensional_network_rejects_thick_slabs_and_bad_dims():
-    network = UNet(base_channels=8, channel_mult=(1, 2), spatial_dims=2)
+    network = unet(base_channels=8, channel_mult=(1, 2), spatial_dims=2)
     with pytest.raises(ValueError, match="length 1"):
         network(torch.randn(1, 2, 4, 8, 8), torch.tensor([0]))
     with pytest.raises(ValueError, match="spatial_dims"):
-        UNet(spatial_dims=1)
+        unet(spatial_dims=1)
 
 
 def test_triplanar_network_sends_each_slab_to_its_plane():
     torch.manual_seed(0)
-    network = TriplanarUNet(base_channels=8, channel_mult=[1, 2])
+    network = TriplanarUNet(**{**NETWORK, "base_channels": 8, "channel_mult": [1, 2]})
     for plane in network.planes:
         torch.nn.init.normal_(plane.head[-1].weight)
     assert slab_shapes([16, 24, 32]) == [[1, 24, 32], [16, 1, 32], [16, 24, 1]]

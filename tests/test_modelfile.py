@@ -5,20 +5,15 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import tiny_config
 from mrisr.io import MrisrError
-from mrisr.modelfile import (
-    ModelSpec, condition_to_network, image_from_network, load_model, read_model_file, save_model, target_to_network,
+from mrisr.model.modelfile import (
+    condition_to_network, image_from_network, load_model, read_model_file, save_model, target_to_network,
 )
+from mrisr.model.spec import ModelSpec, model_spec
 
-SPEC = ModelSpec(
-    kind="triplanar", network={"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention": False,
-                               "dropout": 0.0},
-    diffusion={"schedule": "cosine", "timesteps": 50, "noise_scale": 1.0, "prediction": "x0", "residual_scale": 10.0},
-    factor=[2.0, 2.0, 4.0], output_factor=[1.0, 1.0, 1.0], voxel_mm=[1.5, 1.5, 1.5], patch_size=[32, 32, 32],
-    sampler={"steps": 5, "n_samples": 4, "estimate": "one_pass", "flip_axes": [0, 1, 2]},
-    degradation={"order": 3, "antialias": True, "noise_std": 0.0},
-    train={"steps": 10}, train_subjects=["a", "b"], provenance={"git_commit": "abc"},
-)
+SPEC = model_spec(tiny_config({"models": {"triplanar": {"factor": [2, 2, 4]}}}), "triplanar", [1.5] * 3, ["a", "b"],
+                  {"git_commit": "abc"})
 
 
 class Exploit:
@@ -34,7 +29,7 @@ def test_round_trip_keeps_spec_and_weights(tmp_path):
     network = SPEC.build_network()
     save_model(tmp_path / "model.pt", SPEC, network)
     spec, loaded = load_model(tmp_path / "model.pt")
-    assert spec == SPEC and spec.upsampling == [2.0, 2.0, 4.0]
+    assert spec == SPEC and spec.step_factor == [2.0, 2.0, 4.0]
     for name, tensor in network.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], tensor)
     assert not loaded.training

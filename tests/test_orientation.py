@@ -4,26 +4,9 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-from nibabel import orientations
 
-from mrisr.orientation import axis_codes, obliquity_degrees, to_canonical, to_scan_order
-
-
-def stored_as(image: nib.Nifti1Image, codes: str) -> nib.Nifti1Image:
-    """The same physical image with its voxels stored in the order ``codes`` (e.g. "LIA")."""
-    change = orientations.ornt_transform(orientations.io_orientation(image.affine),
-                                         orientations.axcodes2ornt(tuple(codes)))
-    return image.as_reoriented(change)
-
-
-def rotation(x_degrees: float, y_degrees: float) -> np.ndarray:
-    """A 4x4 world rotation about the x then the y axis."""
-    a, b = np.radians([x_degrees, y_degrees])
-    about_x = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    about_y = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    matrix = np.eye(4)
-    matrix[:3, :3] = about_y @ about_x
-    return matrix
+from helpers import rotation, stored_as
+from mrisr.preprocess.orientation import axis_codes, obliquity_degrees, to_canonical, to_scan_order
 
 
 @pytest.fixture

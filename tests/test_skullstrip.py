@@ -14,10 +14,10 @@ import pytest
 import yaml
 from scipy import ndimage
 
-from mrisr import registry
-from mrisr.fetch import mni152_path, robex_head_path
+from mrisr.data import registry
+from mrisr.data.embedded import mni152_path, robex_head_path
 from mrisr.io import MrisrError, load_volume
-from mrisr.skullstrip import SKULL_STRIP_METHODS, brain_mask, decide, foreground, missing_tool
+from mrisr.preprocess.skullstrip import SKULL_STRIP_METHODS, brain_mask, decide, foreground, missing_tool
 
 STRIPPED_MAX_ML = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())[
     "preprocess"]["stripped_max_ml"]
@@ -39,18 +39,18 @@ def zero_background(image: nib.Nifti1Image) -> nib.Nifti1Image:
 
 
 def test_auto_takes_a_stripped_template_for_stripped():
-    method, reason = decide(load_volume(mni152_path()), "auto", STRIPPED_MAX_ML)
+    method, reason = decide(load_volume(mni152_path()), "auto", STRIPPED_MAX_ML, background_level=0.0)
     assert method == "none" and reason.startswith("auto: already skull-stripped: foreground 18")
 
 
 def test_auto_strips_heads_whatever_their_background():
     head = load_volume(robex_head_path())
-    method, reason = decide(head, "auto", STRIPPED_MAX_ML)
+    method, reason = decide(head, "auto", STRIPPED_MAX_ML, background_level=0.0)
     assert method == "robex" and reason.startswith("auto: a head: foreground 3")
     # A zeroed background (FreeSurfer) fooled the old rule (over 40 % exact zeros = stripped); the size does not lie.
     zeroed = zero_background(head)
     assert np.mean(zeroed.get_fdata() == 0) > 0.4
-    method, reason = decide(zeroed, "auto", STRIPPED_MAX_ML)
+    method, reason = decide(zeroed, "auto", STRIPPED_MAX_ML, background_level=0.0)
     assert method == "robex" and re.search(r"(9\d|100) % of the voxels around it exactly zero", reason)
 
 
@@ -59,12 +59,13 @@ def test_auto_strips_pycortex_s1_as_stored():
         path = registry.volume_path("s1")
     except MrisrError as error:
         pytest.skip(str(error))
-    method, reason = decide(load_volume(path), "auto", STRIPPED_MAX_ML)
+    method, reason = decide(load_volume(path), "auto", STRIPPED_MAX_ML, background_level=0.0)
     assert method == "robex" and reason.startswith("auto: a head: foreground 4")
 
 
 def test_an_explicit_method_is_obeyed():
-    assert decide(load_volume(mni152_path()), "robex", STRIPPED_MAX_ML) == ("robex", "as set in preprocess.skull_strip")
+    assert decide(load_volume(mni152_path()), "robex", STRIPPED_MAX_ML, background_level=0.0) == (
+        "robex", "as set")
 
 
 @pytest.mark.parametrize("method, tool", [("bet", "bet"), ("synthstrip", "mri_synthstrip")])

@@ -1,8 +1,8 @@
 """Training through torchrun: data-parallel processes, exact resumption after a kill or SIGTERM, a learnable problem."""
 from __future__ import annotations
 
-import copy
 import json
+from dataclasses import asdict
 import os
 import signal
 import subprocess
@@ -14,36 +14,32 @@ import psutil
 import pytest
 import torch
 
-from mrisr.modelfile import read_model_file
-from mrisr.train import launch, learning_rate_at, torchrun_command
-from test_data import DEGRADATION, synthetic_subjects
+from helpers import tiny_config
+from mrisr.data.synthetic import synthetic_subjects
+from mrisr.model.launch import launch, torchrun_command
+from mrisr.model.modelfile import read_model_file
+from mrisr.model.spec import degradation_of, model_spec
+from mrisr.model.training import learning_rate_at
 
-MODEL = {
-    "kind": "diffusion3d", "factor": [2.0] * 3, "output_factor": [1.0] * 3,
-    "network": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention": False, "dropout": 0.0},
-    "diffusion": {"schedule": "cosine", "timesteps": 100, "noise_scale": 1.0, "prediction": "x0",
-                  "residual_scale": 10.0},
-    "train": {"steps": 160, "batch_size": 2, "patch_size": [16, 16, 16], "learning_rate": 1e-3,
-              "weight_decay": 1e-4, "warmup_steps": 5, "ema_decay": 0.99, "warm_start_steps": 40,
-              "regression_share": 0.25,
-              "sharpness_augment": [0.8], "intensity_augment": 0.1, "flip_augment": [0, 1, 2],
-              "foreground_fraction": 0.9, "autocast": True, "loader_workers": 0, "checkpoint_every": 20,
+pytestmark = pytest.mark.slow  # torchrun processes
+
+# A small 3D diffusion model: the tiny test config's, with a budget that shows learning in seconds.
+SETTINGS = {
+    "network": {"attention": False}, "diffusion": {"timesteps": 100},
+    "train": {"steps": 160, "patch_size": [16, 16, 16], "learning_rate": 1e-3, "warmup_steps": 5, "ema_decay": 0.99,
+              "warm_start_steps": 40, "regression_share": 0.25, "sharpness_augment": [0.8], "checkpoint_every": 20,
               "log_every": 20, "val_every": 40, "device": "cpu"},
-    "sampler": {"steps": 2, "n_samples": 2, "estimate": "one_pass", "eta": 0.0, "flip_axes": [0],
-                "refine_from": None, "patch_size": [16, 16, 16], "overlap": 0.25, "batch_size": 4, "autocast": True,
-                "data_consistency": False, "consistency_iterations": 1, "device": "cpu"},
 }
+STEPS = SETTINGS["train"]["steps"]
 
 
 def make_job(folder, subjects, **train) -> dict:
-    model = copy.deepcopy(MODEL)
-    model["train"].update(train)
+    config = tiny_config(SETTINGS, {"train": train})
+    spec = model_spec(config, "diffusion3d", [1.0] * 3, list(subjects), {"test": "yes"})
     folder.mkdir(parents=True, exist_ok=True)
-    outputs = {name: str(folder / name) for name in ("model.pt", "log.csv", "curves.png", "validation.png")}
-    return {"name": "test", "model": model, "degradation": DEGRADATION, "train_subjects": subjects,
-            "val_subjects": {}, "seed": 11, "provenance": {"test": "yes"},
-            "outputs": {"model": outputs["model.pt"], "log": outputs["log.csv"], "curves": outputs["curves.png"],
-                        "validation": outputs["validation.png"], "checkpoint": str(folder / "checkpoint.pt"),
+    return {"name": "test", "spec": asdict(spec), "train_subjects": subjects, "val_subjects": {}, "seed": 11,
+            "outputs": {"model": str(folder / "model.pt"), "log": str(folder / "log.csv"),
+                        "curves": str(folder / "curves.png"), "checkpoint": str(folder / "checkpoint.pt"),
                         "cache": str(folder / "cache"), "val_cache": str(folder / "val_cache")}}
 
 
@@ -53,7 +49,7 @@ def weights(job) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def subjects(tmp_path_factory):
-    return synthetic_subjects(tmp_path_factory.mktemp("subjects"))
+    return synthetic_subjects(tmp_path_factory.mktemp("subjects"), degradation_of(tiny_config()))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +73,6 @@ def test_two_processes_train_and_only_the_first_logs(uninterrupted):
         assert not os.path.exists(job["outputs"][leftover])  # removed once the model is written
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "sigterm"])
 def test_a_killed_two_process_run_resumes_to_the_same_model(tmp_path, subjects, uninterrupted, kill_signal):
     reference, _ = uninterrupted
@@ -95,7 +90,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_model(tmp_path, subjects, 
         member.send_signal(kill_signal)
     assert process.wait(timeout=120) != 0
     stopped_at = torch.load(checkpoint, weights_only=True)["step"]
-    assert 0 < stopped_at < MODEL["train"]["steps"]
+    assert 0 < stopped_at < STEPS
 
     launch(job, job_path, 2, 1, str(tmp_path / "resume.log"))
     assert f"resuming from {checkpoint} at step {stopped_at}" in (tmp_path / "resume.log").read_text()

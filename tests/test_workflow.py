@@ -11,8 +11,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_CONFIG, snakemake
-from mrisr.modelfile import read_model_file
+from conftest import snakemake
+from helpers import TINY_CONFIG
+from mrisr.model.modelfile import read_model_file
 
 pytestmark = pytest.mark.workflow
 

@@ -1,44 +1,75 @@
-"""The ``mrisr`` command: use a trained model without the workflow."""
+"""The ``mrisr`` command: a trained model on your own scans, without the workflow."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 from .io import MrisrError
 
 # Command-line options that override the model file's sampler defaults.
 SAMPLER_OPTIONS = {"steps": "steps", "samples": "n_samples", "estimate": "estimate", "eta": "eta",
                    "data_consistency": "data_consistency"}
+# --fast: one network pass over the scan as it is, no samples, so no uncertainty map.
+FAST = {"steps": 1, "n_samples": 1, "flip_axes": []}
+
+
+def sidecar_path(output: str) -> str:
+    """The JSON sidecar beside an output NIfTI: ``sr.nii.gz`` -> ``sr.json``."""
+    name = Path(output).name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+    return str(Path(output).with_name(stem + ".json"))
 
 
 def super_resolve_command(args: argparse.Namespace) -> None:
-    """Super-resolve any T1w NIfTI at the model's factor, in the input's own orientation and units."""
+    """Super-resolve a T1w scan at the model's factor, on its own grid, in its own orientation and units."""
     import torch
 
-    from .modelfile import read_model_file
-    from .sample import super_resolve_file
+    from .inference.scan import ScanOutputs, super_resolve_scan
+    from .model.modelfile import read_model_file
+    from .provenance import provenance
 
+    if args.fast and args.uncertainty:
+        raise MrisrError("--fast takes one pass and draws no samples, so it makes no uncertainty map; "
+                         "leave out --uncertainty or --fast")
     torch.set_num_threads(args.threads)
     spec, _ = read_model_file(args.model)
-    settings = {**spec.sampler, "device": args.device}
+    settings = {**spec.sampler, "device": args.device, **(FAST if args.fast else {})}
     settings.update({key: getattr(args, option) for option, key in SAMPLER_OPTIONS.items()
                      if getattr(args, option) is not None})
     if args.no_autocast:
         settings["autocast"] = False
-    super_resolve_file(args.input, [(args.model, settings)], args.output, args.uncertainty, args.seed,
-                       normalize=args.normalize, voxel_size_check=not args.ignore_voxel_size)
+    outputs = ScanOutputs(args.output, args.uncertainty, args.mask, sidecar_path(args.output))
+    super_resolve_scan(args.input, args.model, settings, outputs, args.seed, skull_strip=args.skull_strip,
+                       bias_correction=args.bias_correction, normalize=args.normalize, brain_only=args.brain_only,
+                       voxel_size_check=not args.ignore_voxel_size, provenance=provenance(Path(__file__).parent))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrisr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    sr = commands.add_parser("super-resolve", help="super-resolve a T1w NIfTI with a trained model")
-    sr.add_argument("input", help="low-resolution T1w NIfTI (3D)")
+    sr = commands.add_parser(
+        "super-resolve", help="super-resolve a T1w scan (a head or a brain) with a trained model",
+        description="Super-resolve a T1w scan: reoriented, bias-corrected, skull-stripped and normalised as the "
+                    "training brains were, the brain super-resolved, the result written on the scan's own grid "
+                    "refined by the model's factor, in its own orientation and units (cubic interpolation "
+                    "outside the brain), with a JSON sidecar. An estimate that does not reproduce the scan is "
+                    "not written.")
+    sr.add_argument("input", help="low-resolution T1w NIfTI (3D): a head or a skull-stripped brain")
     sr.add_argument("--model", required=True, help="model.pt written by the workflow's train rule")
-    sr.add_argument("--output", required=True, help="super-resolved NIfTI to write")
+    sr.add_argument("--output", required=True, help="super-resolved NIfTI to write (a JSON sidecar goes beside it)")
     sr.add_argument("--uncertainty", help="also write the voxel-wise sample sd here")
+    sr.add_argument("--mask", help="also write the brain mask used, on the output grid")
+    sr.add_argument("--brain-only", action="store_true", help="zero outside the brain (default: cubic there)")
+    sr.add_argument("--fast", action="store_true", help="a preview: one network pass, no samples, no uncertainty")
+    sr.add_argument("--skull-strip", default="auto", choices=["auto", "robex", "none"],
+                    help="auto: none for a skull-stripped scan, ROBEX for a head (default); none: the scan's "
+                         "foreground is the brain")
+    sr.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
+                    help="skip the N4 bias-field correction")
     sr.add_argument("--steps", type=int, help="DDIM steps (default: the model file's)")
     sr.add_argument("--samples", type=int, help="samples drawn, their sd the uncertainty (default: the model file's)")
     sr.add_argument("--estimate", choices=["one_pass", "mean"],
@@ -48,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="back-project every estimate onto the input (default: the model file's)")
     sr.add_argument("--seed", type=int, default=0)
     sr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    sr.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    sr.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
     sr.add_argument("--no-normalize", dest="normalize", action="store_false",
-                    help="input is already scaled to [0, 1] as in training")
+                    help="the input is already in the training units (white matter at 0.75), e.g. a pair's LR")
     sr.add_argument("--no-autocast", action="store_true", help="sample in float32 instead of bf16")
     sr.add_argument("--ignore-voxel-size", action="store_true",
                     help="skip the check that the input's voxel size fits the model")

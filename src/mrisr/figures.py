@@ -1,4 +1,8 @@
-"""Figures a reviewer looks at: slice panels, training curves (the preprocessing QC image is in mrisr.qc)."""
+"""Figures every stage draws: mid-slices, slice panels, training curves, saved atomically.
+
+Stage-specific figures build on these: the QC image (:mod:`mrisr.preprocess.qc`), the report's strip
+plots and calibration curves (:mod:`mrisr.evaluation.figures`).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import pandas as pd  # noqa: E402
 from .io import atomic_path  # noqa: E402
 
 
-def _save(figure: plt.Figure, path: str | Path) -> Path:
+def save_figure(figure: plt.Figure, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=110, bbox_inches="tight", facecolor="white")
     plt.close(figure)
@@ -52,7 +56,7 @@ def comparison_panel(
         axes[0, column].set_title(name, fontsize=9)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def training_curves(log: pd.DataFrame, path: str) -> Path:
@@ -67,33 +71,4 @@ def training_curves(log: pd.DataFrame, path: str) -> Path:
     ax.set_ylabel("MSE")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(figure, path)
-
-
-def metric_strip(table: pd.DataFrame, metric: str, label: str, path: str) -> Path:
-    """One dot per test subject, method and factor, so an outlier stands out."""
-    figure, ax = plt.subplots(figsize=(max(6, 0.7 * table.groupby(["factor", "method"]).ngroups), 3))
-    groups = list(table.groupby(["factor", "method"], sort=False))
-    for position, ((factor, method), rows) in enumerate(groups):
-        ax.scatter(np.full(len(rows), position), rows[metric], s=25,
-                   color="grey" if rows["kind"].iloc[0] == "baseline" else "C0")
-    ax.set_xticks(range(len(groups)), [f"{method}\n×{factor}" for (factor, method), _ in groups], rotation=30,
-                  fontsize=8)
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3, axis="y")
-    return _save(figure, path)
-
-
-def calibration_figure(tables: dict[str, pd.DataFrame], title: str, path: str) -> Path:
-    """RMSE of the estimate against the mean predicted sd per sd bin, one line per model, with the identity."""
-    figure, ax = plt.subplots(figsize=(4.2, 3.6))
-    upper = max(max(table["mean_sd"].max(), table["rmse"].max()) for table in tables.values())
-    ax.plot([0, upper], [0, upper], color="grey", linestyle="--", linewidth=1, label="calibrated")
-    for model, table in tables.items():
-        ax.plot(table["mean_sd"], table["rmse"], "o-", markersize=3, label=model)
-    ax.set_xlabel("mean sample sd in bin")
-    ax.set_ylabel("RMSE of the estimate in bin")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -101,11 +101,6 @@ def save_volume(
     return Path(path)
 
 
-def voxel_sizes(affine: np.ndarray) -> np.ndarray:
-    """Voxel edge lengths in mm along the three array axes."""
-    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-
-
 def write_json(obj: object, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON atomically."""
     with atomic_path(path) as tmp:

@@ -1,11 +1,16 @@
-"""The bridge between a Snakemake rule's script and the package: logging, threads, clean errors."""
+"""The bridge between Snakemake and the package: rule scripts (logging, threads, clean errors), and running the
+workflow of this checkout from Python (the tests and the quality benchmark)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Callable
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def expose_package(source_dir: str) -> None:
@@ -50,3 +55,12 @@ def run_rule(snakemake: Any, main: Callable[[Any], None]) -> None:
     except Exception:  # a bug, not bad input: keep the traceback, in the log too
         logging.getLogger("mrisr").exception("unexpected error")
         raise
+
+
+def run_workflow(workdir: str | Path, *args: str, cores: int = 2, timeout: float | None = None,
+                 ) -> subprocess.CompletedProcess:
+    """This checkout's workflow with ``workdir`` as its working directory (outputs land there), its output captured."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPOSITORY / "Snakefile"),
+               "--directory", str(workdir), "--cores", str(cores), *args]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPOSITORY)

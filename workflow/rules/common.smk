@@ -12,14 +12,15 @@ from mrisr.workflow import expose_package
 
 expose_package(f"{workflow.basedir}/src")
 
-from mrisr.config import TRAINABLE_KINDS, replace_whole_sections, resolve_models, validate_config
-from mrisr.degrade import factor_label
-from mrisr.fetch import sample_subjects
-from mrisr.hcp import check_access, read_subject_list, s3_client
+from mrisr.config import replace_whole_sections, validate_config
+from mrisr.data.embedded import embedded_subjects
+from mrisr.data.hcp import check_credentials, read_subject_list
+from mrisr.data.local import check_local_files, discover_local
+from mrisr.data.split import resolve_split, without_excluded
+from mrisr.grids import factor_label
 from mrisr.io import MrisrError
-from mrisr.skullstrip import missing_tool
-from mrisr.sources import check_local_files, discover_local
-from mrisr.split import resolve_split, without_excluded
+from mrisr.model.spec import TRAINABLE_KINDS, degradation_of, resolve_models
+from mrisr.preprocess.skullstrip import missing_tool
 
 
 def fail(message):
@@ -30,8 +31,8 @@ def fail(message):
 
 def source_subjects(data):
     """Subject IDs the data source offers (and, for local data, their files)."""
-    if data["source"] == "sample":
-        return sample_subjects(data["sample"]["derived_per_volume"]), {}
+    if data["source"] == "embedded":
+        return embedded_subjects(data["embedded"]["derived_per_volume"]), {}
     if data["source"] == "local":
         local = data["local"]
         if not local["path"]:
@@ -44,25 +45,25 @@ def source_subjects(data):
     return read_subject_list(data["hcp"]["subjects"]), {}
 
 
-def check_hcp_access(data, subjects):
-    """Fail before any job when credentials are missing or rejected, or a subject is not in the bucket."""
-    hcp = data["hcp"]
-    pending = [s for s in subjects if not Path(f"{RESULTS}/raw/{s}/T1w.nii.gz").exists()]
-    if pending:
-        client = s3_client(hcp["aws_profile"], hcp["endpoint_url"])
-        check_access(client, hcp["bucket"], pending, hcp["file"], hcp["prefix"])
+def check_hcp_credentials(data, subjects):
+    """Fail before any job when no AWS credentials are set up and a subject is still to be fetched.
+
+    Only a local look-up: the S3 check of the keys and the subjects' files is the check_hcp_access job's.
+    """
+    if any(not Path(f"{RESULTS}/raw/{s}/T1w.nii.gz").exists() for s in subjects):
+        check_credentials(data["hcp"]["aws_profile"])
 
 
 def model_file_header(path):
     """A pretrained model's settings, read (safely) from its file."""
-    from mrisr.modelfile import read_model_file
+    from mrisr.model.modelfile import read_model_file
 
     return asdict(read_model_file(path)[0])
 
 
 RESULTS = "results"
 # Config files given on the command line are merged key by key over config/config.yaml, except the
-# sections of mrisr.config.REPLACED_WHOLE (the split, the sample volumes), which replace the default.
+# sections of mrisr.config.REPLACED_WHOLE (the split, the embedded volumes), which replace the default.
 replace_whole_sections(config, workflow.config_settings.overwrite_config)
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -79,7 +80,7 @@ try:
     if problem:
         raise MrisrError(problem)
     if config["data"]["source"] == "hcp":
-        check_hcp_access(config["data"], SUBJECTS)
+        check_hcp_credentials(config["data"], SUBJECTS)
 except MrisrError as error:
     fail(error)
 
@@ -125,7 +126,7 @@ def source_settings(data):
 
 def degradation():
     """How the pairs made an LR scan from an HR scan, apart from the factor: the forward operator."""
-    return canonical({key: value for key, value in config["pairs"].items() if key != "factor"})
+    return canonical(degradation_of(config))
 
 
 def factor_of(model):
@@ -167,6 +168,12 @@ def training_files(model):
 def evaluated_at(factor):
     """The evaluated models that start from LR factor ``factor``."""
     return [name for name in EVALUATED if factor_of(name) == factor]
+
+
+def validation_files(model):
+    """HR and LR (at the model's factor) of the subject the validation figure shows: the first validation subject."""
+    subject = (VAL or TRAIN)[0]
+    return {"hr": hr_file(subject), "lr": lr_file(subject, factor_of(model))}
 
 
 def estimates(subject, factor, name):

@@ -2,6 +2,9 @@
 
 
 rule fetch:
+    input:
+        # HCP: the keys and every subject's file checked once, in the first job (nothing touches S3 at parse time).
+        access=[f"{RESULTS}/raw/hcp_access.json"] if config["data"]["source"] == "hcp" else [],
     output:
         raw=f"{RESULTS}/raw/{{subject}}/T1w.nii.gz",
         sidecar=f"{RESULTS}/raw/{{subject}}/T1w.json",
@@ -17,6 +20,21 @@ rule fetch:
         "../../envs/preprocess.yaml"
     script:
         f"../../scripts/fetch_{config['data']['source']}.py"
+
+
+rule check_hcp_access:
+    output:
+        access=f"{RESULTS}/raw/hcp_access.json",
+    log:
+        "logs/fetch/hcp_access.log",
+    params:
+        settings=source_settings(config["data"]),
+        subjects=SUBJECTS,
+    threads: 1
+    conda:
+        "../../envs/preprocess.yaml"
+    script:
+        "../../scripts/check_hcp_access.py"
 
 
 rule write_split:

@@ -14,17 +14,12 @@ rule train:
             category="Training",
             subcategory="{model}",
         ),
-        validation=report(
-            f"{RESULTS}/models/{{model}}/validation.png",
-            caption="../report/validation.rst",
-            category="Training",
-            subcategory="{model}",
-        ),
     log:
         "logs/train/{model}.log",
     params:
-        # The sampler settings are not a training setting: the model file records them as its sampler
-        # defaults (read from the config by the script), and changing them re-samples without retraining.
+        # The script builds the model's spec from the config (mrisr.model.spec); these are what decide a retrain.
+        # The sampler settings are not: the model file records them as its sampler defaults, and changing
+        # them re-samples without retraining.
         model=lambda wildcards: canonical({k: v for k, v in MODELS[wildcards.model].items() if k != "sampler"}),
         degradation=degradation(),  # the blurred training copies are degraded the same way
         train_subjects=TRAIN,
@@ -41,3 +36,28 @@ rule train:
         "../../envs/pytorch.yaml"
     script:
         "../../scripts/train.py"
+
+
+rule validation_figure:
+    input:
+        unpack(lambda wildcards: validation_files(wildcards.model)),
+        model=f"{RESULTS}/models/{{model}}/model.pt",
+    output:
+        validation=report(
+            f"{RESULTS}/models/{{model}}/validation.png",
+            caption="../report/validation.rst",
+            category="Training",
+            subcategory="{model}",
+        ),
+    log:
+        "logs/validation_figure/{model}.log",
+    params:
+        sampler=lambda wildcards: canonical(MODELS[wildcards.model]["sampler"]),
+        seed=config["seed"],
+    wildcard_constraints:
+        model="|".join(TRAINED) or "(?!)",
+    threads: 1
+    conda:
+        "../../envs/pytorch.yaml"
+    script:
+        "../../scripts/validation_figure.py"

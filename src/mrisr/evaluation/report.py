@@ -1,0 +1,151 @@
+"""The HTML report: one self-contained page (figures embedded) that opens from disk."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..preprocess.qc import table as qc_table
+from .figures import calibration_figure, metric_strip
+from .scoring import method_summary
+from ..io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+METRIC_LABELS = {
+    "psnr_brain": "PSNR brain (dB)", "ssim_brain": "SSIM brain", "psnr_whole": "PSNR whole (dB)",
+    "ssim_whole": "SSIM whole", "hf_error_brain": "HF error brain", "lr_psnr": "LR-consistency (dB)",
+    "dice_csf": "Dice CSF", "dice_gm": "Dice GM", "dice_wm": "Dice WM",
+    "uncertainty_error_corr": "sd–|error| corr",
+}
+STRIP_METRICS = ["psnr_brain", "ssim_brain", "hf_error_brain", "lr_psnr", "dice_gm", "dice_wm"]
+DIGITS = {"psnr": 2, "lr_psnr": 1, "ssim": 4, "hf": 4, "dice": 3, "uncertainty": 2}
+
+
+def embed_png(path: str | Path) -> str:
+    """A PNG as a data URI, so the page needs no files beside it."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def _digits(metric: str) -> int:
+    return DIGITS["lr_psnr"] if metric == "lr_psnr" else DIGITS[metric.split("_")[0]]
+
+
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± sd per factor and method over test subjects, with paired differences to cubic and back-projection."""
+    summary = method_summary(table)
+    shown = pd.DataFrame({"factor": "×" + summary["factor"], "method": summary["method"], "kind": summary["kind"],
+                          "subjects": summary["n_subjects"]})
+    for metric in [m for m in METRIC_LABELS if f"{m}_mean" in summary]:
+        digits = _digits(metric)
+        shown[METRIC_LABELS[metric]] = [
+            "" if np.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
+            for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_sd"])]
+        if metric in ("psnr_brain", "ssim_brain"):
+            for reference, short in (("cubic", "cubic"), ("back_projection", "BP")):
+                shown[f"Δ {metric.split('_')[0].upper()} vs {short}"] = [
+                    "" if np.isnan(v) else f"{v:+.{digits}f}" for v in summary[f"{metric}_vs_{reference}"]]
+    return shown
+
+
+def test_independence_note(split: pd.DataFrame) -> str:
+    """Say plainly whether any test subject shares its real brain with a training subject."""
+    train_brains = set(split.loc[split["role"].isin(["train", "val"]), "real_volume"])
+    shared = split[(split["role"] == "test") & split["real_volume"].isin(train_brains)]
+    if shared.empty:
+        brains = ", ".join(sorted(set(split.loc[split["role"] == "test", "real_volume"])))
+        return f"Test subjects come from brains never used in training or validation ({brains})."
+    return ("Caution: test subject(s) " + ", ".join(shared["subject"]) + " are derived from a brain also used "
+            "in training; their figures overstate performance on new brains.")
+
+
+def models_table(models: dict[str, dict], train_logs: dict[str, str]) -> pd.DataFrame:
+    """One row per model: what it is, the factors, its budget, and how long it trained."""
+    rows = []
+    for name, model in models.items():
+        row = {"model": name, "kind": model["kind"], "factor": model.get("factor"), "source": "trained here"}
+        if "pretrained" in model:
+            row["source"] = f"pretrained: {model['pretrained']}"
+        elif model["kind"] == "cascade":
+            row["source"] = "stages: " + " → ".join(model["stages"])
+        else:
+            network, train = model["network"], model["train"]
+            row.update(network=f"base {network['base_channels']}, mult {network['channel_mult']}",
+                       steps=train["steps"], batch=train["batch_size"], patch=str(train["patch_size"]))
+        if name in train_logs:
+            row["training (s)"] = round(float(pd.read_csv(train_logs[name])["seconds"].iloc[-1]))
+        if "sampler" in model:
+            sampler = model["sampler"]
+            row["sampler"] = (f"DDIM {sampler['steps']} × {sampler['n_samples']}"
+                              + (f", mirrored along axes {sampler['flip_axes']}" if sampler["flip_axes"] else "")
+                              + (", data-consistent" if sampler["data_consistency"] else ""))
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def _html(table: pd.DataFrame, **options) -> str:
+    return table.to_html(index=False, classes="table", border=0, na_rep="", **options)
+
+
+def build_report(
+    summary_csv: str, split_tsv: str, train_logs: dict[str, str], curves: dict[str, str], validation: dict[str, str],
+    panels: dict[str, dict[str, str]], calibration: dict[str, dict[str, str]], qc_pngs: dict[str, str],
+    timing_csvs: list[str], qc_csvs: list[str], excluded_qc_csvs: dict[str, str], config: dict,
+    models: dict[str, dict], provenance: dict, html_path: str, provenance_path: str, work_dir: str,
+) -> None:
+    """The ``report`` stage: render the page and write the provenance record beside it.
+
+    ``panels`` and ``calibration`` map a test subject to its figures (by
+    factor) and calibration tables (by model).
+    """
+    table = pd.read_csv(summary_csv, dtype={"factor": str})
+    split = pd.read_csv(split_tsv, sep="\t").fillna("")
+    timing = pd.concat([pd.read_csv(path) for path in timing_csvs]).pivot(
+        index="subject", columns="step", values="seconds").rename_axis(columns=None)  # no stray "step" header
+    timing["total"] = timing.sum(axis=1)
+    strips = {}
+    for metric in [m for m in STRIP_METRICS if m in table]:
+        strip_png = Path(work_dir) / f"{metric}.png"
+        metric_strip(table, metric, METRIC_LABELS[metric], str(strip_png))
+        strips[METRIC_LABELS[metric]] = embed_png(strip_png)
+    subjects = {}
+    for subject, rows in table.groupby("subject", sort=False):
+        shown = rows.drop(columns="subject").rename(columns=METRIC_LABELS)
+        calibration_uri = None
+        tables = {model: pd.read_csv(path) for model, path in calibration.get(subject, {}).items()
+                  if rows.loc[rows["method"] == model, "uncertainty_error_corr"].notna().any()}
+        if tables:
+            calibration_png = Path(work_dir) / f"calibration_{subject}.png"
+            calibration_figure(tables, f"test subject {subject}", str(calibration_png))
+            calibration_uri = embed_png(calibration_png)
+        subjects[subject] = {"table": _html(shown, float_format="%.4f"), "calibration": calibration_uri,
+                             "panels": {factor: embed_png(path) for factor, path in panels.get(subject, {}).items()}}
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("mrisr.evaluation", "templates"), autoescape=True)
+    html = environment.get_template("report.html.j2").render(
+        summary=_html(summary_table(table)),
+        independence=test_independence_note(split),
+        strips=strips,
+        subjects=subjects,
+        models=_html(models_table(models, train_logs)),
+        training={model: {"curves": embed_png(curves[model]), "validation": embed_png(validation[model])}
+                  for model in curves},
+        split=_html(split),
+        timing=_html(timing.round(1).reset_index()),
+        qc={subject: embed_png(path) for subject, path in qc_pngs.items()},
+        qc_table=qc_table(qc_csvs, excluded_qc_csvs, split, config["preprocess"]["qc"]).to_html(
+            index=False, classes="table", border=0),
+        qc_thresholds=config["preprocess"]["qc"],
+        excluded=excluded_qc_csvs,
+        config=yaml.safe_dump(config, sort_keys=False),
+        provenance=provenance,
+    )
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(html)
+    write_json({**provenance, "config": config}, provenance_path)
+    log.info("report of %d test subject(s) and %d model(s) -> %s", len(subjects), len(models), html_path)

@@ -1,0 +1,1 @@
+"""Stage 4, train: the networks, the diffusion process, the model file and its settings, training data and loop."""

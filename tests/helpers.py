@@ -1,0 +1,50 @@
+"""Helpers shared by the tests and the benchmarks: the real config, and scans stored in other orientations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import yaml
+from nibabel import orientations
+
+from mrisr.config import merge, replace_whole_sections, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "config.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
+
+
+def load_config(*overrides: dict | Path) -> dict:
+    """config/config.yaml with each override (a dict or a YAML file) merged over it as Snakemake does, validated."""
+    config = yaml.safe_load(CONFIG.read_text())
+    for override in overrides:
+        if isinstance(override, Path):
+            override = yaml.safe_load(override.read_text())
+        config = merge(config, override)
+        replace_whole_sections(config, override)
+    validate_config(config, SCHEMA)
+    return config
+
+
+def tiny_config(*overrides: dict) -> dict:
+    """The tiny test config (tests/data/tiny.yaml over config/config.yaml) with ``overrides`` merged in."""
+    return load_config(TINY_CONFIG, *overrides)
+
+
+def stored_as(image: nib.Nifti1Image, codes: str) -> nib.Nifti1Image:
+    """The same physical image with its voxels stored in the order ``codes`` (e.g. "LIA")."""
+    change = orientations.ornt_transform(orientations.io_orientation(image.affine),
+                                         orientations.axcodes2ornt(tuple(codes)))
+    return image.as_reoriented(change)
+
+
+def rotation(x_degrees: float, y_degrees: float) -> np.ndarray:
+    """A 4x4 world rotation about the x then the y axis."""
+    a, b = np.radians([x_degrees, y_degrees])
+    about_x = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    about_y = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = about_y @ about_x
+    return matrix

@@ -1,0 +1,81 @@
+"""Evaluation: the baselines, tissue Dice, calibration, and the summary's paired differences."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from helpers import load_config
+from mrisr.model.spec import degradation_of
+from mrisr.pairs.degrade import degrade
+from mrisr.evaluation.scoring import baseline_estimate, calibration_table, method_summary, score
+from mrisr.evaluation.tissue import segment, tissue_dice
+from mrisr.preprocess.qc import dice
+
+DEGRADATION = degradation_of(load_config())
+
+
+def phantom(shape=(40, 40, 40)):
+    """Three nested tissues (intensities 0.25, 0.55, 0.8) with smooth, irregular borders."""
+    field = gaussian_filter(np.random.default_rng(3).standard_normal(shape), 3)
+    radius = np.sqrt(((np.indices(shape) - np.array(shape)[:, None, None, None] / 2) ** 2).sum(axis=0))
+    level = radius / shape[0] + field * 0.5
+    image = np.select([level < 0.2, level < 0.32, level < 0.45], [0.8, 0.55, 0.25], 0.0)
+    return gaussian_filter(image, 0.6).astype(np.float32), level < 0.45
+
+
+def test_back_projection_beats_cubic_and_reproduces_the_lr():
+    hr, mask = phantom()
+    lr = degrade(hr, 2, **DEGRADATION)
+    rows = {name: score(hr, lr, mask, baseline_estimate(name, lr, hr.shape, 2, DEGRADATION, 2), 2, DEGRADATION, 3)
+            for name in ("nearest", "trilinear", "cubic", "back_projection")}
+    assert rows["back_projection"]["psnr_brain"] > rows["cubic"]["psnr_brain"] > rows["nearest"]["psnr_brain"]
+    assert rows["back_projection"]["lr_psnr"] > rows["cubic"]["lr_psnr"] + 5
+    assert np.isnan(rows["cubic"]["uncertainty_error_corr"])
+
+
+def test_segmentation_finds_the_tissues_and_dice_rewards_the_better_estimate():
+    hr, mask = phantom()
+    labels = segment(hr, mask, 3)
+    assert set(np.unique(labels[mask])) == {1, 2, 3} and not labels[~mask].any()
+    assert hr[labels == 1].mean() < hr[labels == 2].mean() < hr[labels == 3].mean()
+    assert tissue_dice(hr, hr, mask, 3) == {"dice_csf": 1.0, "dice_gm": 1.0, "dice_wm": 1.0}
+    blurred, very_blurred = gaussian_filter(hr, 0.7), gaussian_filter(hr, 1.5)
+    for tissue in ("dice_csf", "dice_gm", "dice_wm"):
+        assert tissue_dice(hr, blurred, mask, 3)[tissue] > tissue_dice(hr, very_blurred, mask, 3)[tissue]
+    assert dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+
+
+def test_calibration_bins_hold_equal_counts_and_find_a_calibrated_spread():
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(0.01, 0.2, 100_000)
+    error = rng.standard_normal(spread.size) * spread  # errors drawn with exactly that sd
+    table = calibration_table(spread, error)
+    assert len(table) == 10 and table["voxels"].min() == table["voxels"].max() == 10_000
+    np.testing.assert_allclose(table["rmse"], table["mean_sd"], rtol=0.05)
+    assert table["mean_sd"].is_monotonic_increasing
+
+
+def test_a_spread_that_marks_the_error_correlates_with_it():
+    hr, mask = phantom()
+    rng = np.random.default_rng(1)
+    spread = rng.uniform(0.0, 0.1, hr.shape).astype(np.float32)
+    estimate = hr + rng.standard_normal(hr.shape).astype(np.float32) * spread
+    row = score(hr, degrade(hr, 2, **DEGRADATION), mask, estimate, 2, DEGRADATION, 3, spread)
+    assert row["uncertainty_error_corr"] > 0.4
+
+
+def test_summary_differences_are_paired_within_each_factor():
+    rows = [("a", "cubic", "2", 30.0), ("a", "model", "2", 31.0), ("b", "cubic", "2", 20.0), ("b", "model", "2", 22.0),
+            ("a", "back_projection", "2", 30.5), ("b", "back_projection", "2", 20.5),
+            ("a", "cubic", "4", 25.0), ("a", "cascade", "4", 25.4)]
+    table = pd.DataFrame([{"subject": s, "method": m, "factor": f, "kind": "x", "psnr_brain": v, "ssim_brain": 0.9}
+                          for s, m, f, v in rows])
+    summary = method_summary(table).set_index(["factor", "method"])
+    assert summary.loc[("2", "model"), "psnr_brain_vs_cubic"] == pytest.approx(1.5)
+    assert summary.loc[("2", "model"), "psnr_brain_vs_back_projection"] == pytest.approx(1.0)
+    assert summary.loc[("2", "model"), "psnr_brain_mean"] == pytest.approx(26.5)
+    assert summary.loc[("2", "cubic"), "psnr_brain_sd"] == pytest.approx(5.0)
+    assert summary.loc[("4", "cascade"), "psnr_brain_vs_cubic"] == pytest.approx(0.4)
+    assert np.isnan(summary.loc[("4", "cascade"), "psnr_brain_vs_back_projection"])
