@@ -19,6 +19,7 @@ include: "workflow/rules/pairs.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/super_resolve.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/apply.smk"
 include: "workflow/rules/report.smk"
 
 

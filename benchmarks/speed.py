@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from mrisr.config import merge
-from mrisr.data.synthetic import synthetic_subjects
+from mrisr.pairs.synthetic import synthetic_subjects
 from mrisr.inference.sampling import sample_patch_shapes, sample_volume
 from mrisr.inference.windows import evaluated_voxels
 from mrisr.io import write_json

@@ -9,7 +9,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from helpers import load_config
-from mrisr.data.synthetic import synthetic_subjects as make_subjects
+from mrisr.pairs.synthetic import synthetic_subjects as make_subjects
 from mrisr.model.dataset import MappedArray, PatchDataset, StepBatches, build_cache, training_pairs
 from mrisr.model.spec import degradation_of
 from mrisr.pairs.degrade import degrade

@@ -37,7 +37,8 @@ def hcp_bucket(tmp_path_factory):
         for index, subject in enumerate(SUBJECTS):
             volume = np.random.default_rng(index).random((20, 24, 20), dtype=np.float32) * 1000
             image = nib.Nifti1Image(volume, np.diag([0.7, 0.7, 0.7, 1.0]))
-            client.put_object(Bucket="hcp-openaccess", Key=hcp_key(subject, HCP["file"], HCP["prefix"]), Body=gzip.compress(image.to_bytes()))
+            client.put_object(Bucket="hcp-openaccess", Key=hcp_key(subject, HCP["file"], HCP["prefix"]),
+                              Body=gzip.compress(image.to_bytes()))
         yield endpoint
     finally:
         stop_process(process)

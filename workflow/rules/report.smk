@@ -27,7 +27,7 @@ rule report:
     log:
         "logs/report.log",
     params:
-        config=canonical(config),
+        config=canonical({section: value for section, value in config.items() if section != "apply"}),
         models=canonical(MODELS),
         trained=TRAINED,
         panels=PANELS,

@@ -77,7 +77,8 @@ def embedded_subjects(derived_per_volume: dict[str, int]) -> list[str]:
     subjects = []
     for base, count in derived_per_volume.items():
         if base not in EMBEDDED_VOLUMES:
-            raise MrisrError(f"data.embedded.derived_per_volume: unknown volume {base!r}; use {sorted(EMBEDDED_VOLUMES)}")
+            raise MrisrError(f"data.embedded.derived_per_volume: unknown volume {base!r}; "
+                             f"use {sorted(EMBEDDED_VOLUMES)}")
         subjects.append(base)
         subjects += [f"{base}def{index:02d}" for index in range(1, count + 1)]
     return subjects

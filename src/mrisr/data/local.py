@@ -34,7 +34,8 @@ def is_bids(folder: Path) -> bool:
         child.is_dir() for child in folder.glob("sub-*"))
 
 
-def discover_local(path: str, pattern: str = "*.nii*", subjects: list[str] | None = None) -> dict[str, str]:
+def discover_local(path: str, pattern: str = "*.nii*", subjects: list[str] | None = None, section: str = "data.local"
+                   ) -> dict[str, str]:
     """Subject ID -> scan path for the T1w scans under ``path``, sorted by ID.
 
     BIDS dataset: ``sub-*/[ses-*/]anat/sub-*_T1w.nii[.gz]``; the ID is the
@@ -48,26 +49,27 @@ def discover_local(path: str, pattern: str = "*.nii*", subjects: list[str] | Non
     ``s01/T1.nii`` -> ``s01T1``). Hidden files are skipped.
 
     ``subjects`` keeps only those IDs; a requested ID may also be written as
-    the BIDS label (``sub-01``) or the file name (``sub_01-T1w``).
+    the BIDS label (``sub-01``) or the file name (``sub_01-T1w``). Messages
+    name the config ``section`` the folder came from (``data.local`` or ``apply``).
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise MrisrError(f"data.local.path: folder {folder} not found")
+        raise MrisrError(f"{section}.path: folder {folder} not found")
     if is_bids(folder):
-        files = _bids_scans(folder)
+        files = _bids_scans(folder, section)
         tried = " or ".join(BIDS_PATTERNS) + " (BIDS dataset)"
     else:
-        files = _plain_scans(folder, pattern)
+        files = _plain_scans(folder, pattern, section)
         tried = repr(pattern)
     if not files:
-        raise MrisrError(f"data.local: no scans in {folder} matching {tried}; "
-                         "set data.local.pattern to match your file names")
+        raise MrisrError(f"{section}: no scans in {folder} matching {tried}; "
+                         f"set {section}.pattern to match your file names")
     if subjects is not None:
-        files = _select(files, subjects, folder)
+        files = _select(files, subjects, folder, section)
     return dict(sorted(files.items()))
 
 
-def _bids_scans(folder: Path) -> dict[str, str]:
+def _bids_scans(folder: Path, section: str) -> dict[str, str]:
     """ID -> path for the T1w scans of a BIDS dataset."""
     by_subject: dict[str, list[Path]] = {}
     for pattern in BIDS_PATTERNS:
@@ -84,11 +86,11 @@ def _bids_scans(folder: Path) -> dict[str, str]:
                 # The entities between sub-<label> and _T1w tell a subject's scans apart.
                 entities = _strip_nifti(scan.name).removesuffix("_T1w").split("_")[1:]
                 subject = label + "".join(_alphanumeric(entity) for entity in entities)
-            _add(files, subject, scan)
+            _add(files, subject, scan, section)
     return files
 
 
-def _plain_scans(folder: Path, pattern: str) -> dict[str, str]:
+def _plain_scans(folder: Path, pattern: str, section: str) -> dict[str, str]:
     """ID -> path for the files matching ``pattern`` in a plain folder."""
     files: dict[str, str] = {}
     for scan in sorted(folder.glob(pattern)):
@@ -96,22 +98,22 @@ def _plain_scans(folder: Path, pattern: str) -> dict[str, str]:
         # Skip editor, OS and macOS resource-fork files (._scan.nii.gz) and hidden folders.
         if not scan.is_file() or any(part.startswith(".") for part in relative.parts):
             continue
-        _add(files, _alphanumeric(_strip_nifti(str(relative))), scan)
+        _add(files, _alphanumeric(_strip_nifti(str(relative))), scan, section)
     return files
 
 
-def _add(files: dict[str, str], subject: str, scan: Path) -> None:
+def _add(files: dict[str, str], subject: str, scan: Path, section: str) -> None:
     """Record ``scan`` under ``subject``, refusing empty and duplicate IDs."""
     if not subject:
-        raise MrisrError(f"data.local: cannot make a subject ID from {scan}; "
+        raise MrisrError(f"{section}: cannot make a subject ID from {scan}; "
                          "rename it so that its name contains letters or digits")
     if subject in files:
-        raise MrisrError(f"data.local: subject ID {subject!r} given by two files, {files[subject]} and {scan}; "
-                         "rename one or narrow data.local.pattern")
+        raise MrisrError(f"{section}: subject ID {subject!r} given by two files, {files[subject]} and {scan}; "
+                         f"rename one or narrow {section}.pattern")
     files[subject] = str(scan)
 
 
-def _select(files: dict[str, str], subjects: list[str], folder: Path) -> dict[str, str]:
+def _select(files: dict[str, str], subjects: list[str], folder: Path, section: str) -> dict[str, str]:
     """The entries of ``files`` named in ``subjects`` (IDs, BIDS labels or file names)."""
     selected: dict[str, str] = {}
     missing = []
@@ -125,7 +127,7 @@ def _select(files: dict[str, str], subjects: list[str], folder: Path) -> dict[st
     if missing:
         known = sorted(files)
         shown = ", ".join(known[:_SHOWN]) + (", ..." if len(known) > _SHOWN else "")
-        raise MrisrError(f"data.local.subjects: not found in {folder}: {', '.join(missing)}; "
+        raise MrisrError(f"{section}.subjects: not found in {folder}: {', '.join(missing)}; "
                          f"found {len(known)} subject(s): {shown}")
     return selected
 

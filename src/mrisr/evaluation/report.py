@@ -149,3 +149,38 @@ def build_report(
         tmp.write_text(html)
     write_json({**provenance, "config": config}, provenance_path)
     log.info("report of %d test subject(s) and %d model(s) -> %s", len(subjects), len(models), html_path)
+
+
+def build_apply_report(sidecars: list[str], panels: list[str], models: list[str], scans: list[str], config: dict,
+                       provenance: dict, html_path: str, description_paths: list[str]) -> None:
+    """The apply stage's page: a table of every scan and model, then each scan's slices; and the
+    ``dataset_description.json`` of each model's BIDS-derivatives dataset.
+
+    ``sidecars`` and ``panels`` run over ``models``, and within each over
+    ``scans``; ``description_paths`` over ``models``.
+    """
+    import json
+
+    records = [json.loads(Path(path).read_text()) for path in sidecars]
+    names = [(model, scan) for model in models for scan in scans]
+    table = pd.DataFrame([{
+        "scan": scan, "model": model, "input voxel (mm)": record["input_voxel_mm"],
+        "output voxel (mm)": record["output_voxel_mm"], "skull strip": record["skull_strip"],
+        "LR-consistency (dB)": f"{record['lr_psnr']:.1f} (cubic {record['lr_psnr_cubic']:.1f})",
+        "corr. with cubic": f"{record['correlation']:.3f}", "seconds": record["seconds"]["total"],
+        "skull-strip evidence": record["skull_strip_evidence"],
+    } for record, (model, scan) in zip(records, names)])
+    figures: dict[str, dict[str, str]] = {}
+    for panel, (model, scan) in zip(panels, names):
+        figures.setdefault(scan, {})[model] = embed_png(panel)
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("mrisr.evaluation", "templates"), autoescape=True)
+    html = environment.get_template("apply.html.j2").render(
+        table=_html(table), scans=figures, config=yaml.safe_dump(config, sort_keys=False), provenance=provenance)
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(html)
+    for model, path in zip(models, description_paths):
+        write_json({"Name": f"mrisr super-resolution ({model})", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+                    "GeneratedBy": [{"Name": "mrisr", "Version": provenance["versions"]["mrisr"],
+                                     "Description": f"model {model}", "git_commit": provenance["git_commit"]}]},
+                   path)
+    log.info("apply report of %d scan(s) and %d model(s) -> %s", len(scans), len(models), html_path)

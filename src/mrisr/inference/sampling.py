@@ -47,14 +47,14 @@ def sample_volume(
     uncertainty map). The estimate is, with ``estimate: one_pass``, the mean
     of the first step's x0 estimates: the network's posterior mean, which a
     mean of a few samples approaches only with the samples' spread as error
-    (docs/decisions.md); with ``estimate: mean``, the mean of the samples.
+    (docs/decisions/0028-one-pass-estimate.md); with ``estimate: mean``, the mean of the samples.
     Sample i starts from the noise of ``seed + i`` and sees the volume
     mirrored along the ``flip_axes`` that the bits of i name (with axes
     [0, 1, 2], samples 0-7 see all eight mirrorings; axis 0 is left-right in
     the RAS voxel order the volumes are sampled in). A model trained on
     mirrored patches (``train.flip_augment``) gives its answer for each view:
     the estimate averages them (a geometric self-ensemble) and the spread
-    also shows where the answer depends on the view (docs/decisions.md).
+    also shows where the answer depends on the view (docs/decisions/0033-mirrored-patches-and-views.md).
     ``project`` maps an image estimate onto the images the caller trusts; it
     is applied to every x0 estimate.
     """

@@ -36,7 +36,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..grids import hr_grid_for, lr_shape_for, upsample, voxel_sizes
+from ..figures import comparison_panel
+from ..grids import factor_label, hr_grid_for, lr_shape_for, upsample, voxel_sizes
 from ..io import MrisrError, load_volume, save_volume, write_json
 from ..model.modelfile import load_model
 from ..model.networks import resolve_device
@@ -61,6 +62,9 @@ NEGATIVE_DEPTH = 0.05
 BACKGROUND_LEVEL = 0.1
 # Empty LR voxels around the brain kept in its box: context for the network's windows.
 BOX_MARGIN = 3
+# After normalisation (white matter at 0.75) a T1w brain has almost nothing brighter than 1 (vessels): a scan
+# with more of its brain there has another contrast (CSF bright: T2-weighted, FLAIR) than the training brains.
+MAX_SATURATED_SHARE = 0.05
 # The estimate must correlate with the cubic interpolation in the brain at least this much. Measured on
 # correct estimates 0.98 and more; a flat or black output far below.
 MIN_CORRELATION = 0.9
@@ -132,6 +136,10 @@ def prepare_scan(image: nib.Nifti1Image, skull_strip: str, stripped_max_ml: floa
         bias = n4_bias_field(volume, mask, canonical.affine)
         seconds["bias_correction"] = time.perf_counter() - started
     scale = white_matter_peak(volume[mask] / bias[mask]) / WHITE_MATTER_LEVEL if normalize else 1.0
+    saturated = float(np.mean(volume[mask] / bias[mask] / scale > 1.0))
+    if saturated > MAX_SATURATED_SHARE:
+        raise MrisrError(f"{100 * saturated:.0f} % of the brain is brighter than white matter by a third: not the "
+                         "T1w contrast the model was trained on (is it T2-weighted or FLAIR?)")
     return PreparedScan(volume, canonical.affine, mask, bias, scale, method, evidence, seconds)
 
 
@@ -192,12 +200,14 @@ def check_estimate(estimate: np.ndarray, cubic: np.ndarray, scan: np.ndarray, ma
 
 @dataclass
 class ScanOutputs:
-    """Where :func:`super_resolve_scan` writes: the estimate, and optionally the sd map, the mask and a sidecar."""
+    """Where :func:`super_resolve_scan` writes: the estimate, and optionally the sd map, the mask, a JSON
+    sidecar and a figure of slices."""
 
     estimate: str
     sd: str | None = None
     mask: str | None = None
     sidecar: str | None = None
+    panel: str | None = None
 
 
 def super_resolve_scan(
@@ -259,6 +269,14 @@ def super_resolve_scan(
                     description="mrisr brain mask")
     if outputs.sidecar:
         write_json(record, outputs.sidecar)
+    if outputs.panel:
+        top = float(np.percentile(scan.volume[scan.mask], 99.5))
+        views = {"scan (nearest)": upsample(scan.volume, output_shape, "nearest"), "cubic spline": cubic,
+                 "estimate": estimate, "brain mask": brain * top}
+        comparison_panel({name: np.clip(view[output_box] / top, 0, 1) for name, view in views.items()},
+                         f"{Path(scan_path).name}: {spec.kind} ×{factor_label(spec.step_factor)}, "
+                         f"skull strip {scan.skull_strip}", outputs.panel,
+                         maps=[{"sample sd": (brain * model_spread * units)[output_box] / top}])
     log.info("%s -> %s: %s voxels of %s mm; LR-consistency %.1f dB (cubic %.1f), correlation %.3f; %.1f s",
              scan_path, outputs.estimate, written.shape, record["output_voxel_mm"], figures["lr_psnr"],
              figures["lr_psnr_cubic"], figures["correlation"], record["seconds"]["total"])

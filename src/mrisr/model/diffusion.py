@@ -11,7 +11,7 @@ Two schedules are offered:
   betas clipped at 0.999), the standard choice.
 * ``"cos2_product"``: the seed's literal per-step ``alpha_t = cos^2(pi t / 2T)`` whose
   product ``alpha_bar`` collapses to ~0 within the first fifth of the steps;
-  kept so the two can be compared (see docs/decisions.md).
+  kept so the two can be compared (see docs/decisions/0004-schedule-and-parameterisation.md).
 
 Index ``t`` runs over ``0 .. T-1``; ``t = T-1`` is (almost) pure noise.
 """

@@ -3,7 +3,7 @@
 ``python -m mrisr.model.training job.json`` is what each of the N
 processes runs, one per GPU (NCCL) or CPU core (gloo). Each process draws its own batch of
 ``train.batch_size`` patches, so the effective batch is ``batch_size x N``;
-the learning rate is not rescaled (docs/decisions.md). Only rank 0 writes
+the learning rate is not rescaled (docs/decisions/0018-torchrun-data-parallel.md). Only rank 0 writes
 files and logs progress.
 
 AdamW with warm-up and cosine decay, EMA weights, bf16 autocast, a

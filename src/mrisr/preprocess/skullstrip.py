@@ -130,7 +130,8 @@ def brain_mask(image: nib.Nifti1Image, method: str, work_dir: str | Path, seed: 
         raise MrisrError("skull_strip: the template mask is carried into the subject by preprocessing, "
                          "not computed in native space")
     if method == "auto":
-        raise MrisrError("skull_strip: auto is not a tool; mrisr.preprocess.skullstrip.decide turns it into one per scan")
+        raise MrisrError("skull_strip: auto is not a tool; mrisr.preprocess.skullstrip.decide turns it into one "
+                         "per scan")
     problem = missing_tool(method)
     if problem:
         raise MrisrError(problem)

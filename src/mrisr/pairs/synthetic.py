@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io import save_volume
-from ..pairs.degrade import degrade
+from .degrade import degrade
 
 
 def synthetic_subjects(folder: str | Path, degradation: dict, count: int = 2, shape=(24, 24, 24),

@@ -1,0 +1,57 @@
+# The apply stage: each of the user's own LR scans (apply.path) super-resolved by each model of apply.models,
+# written in the BIDS-derivatives layout (one dataset per model), and one page that shows them all. A scan
+# that fails stops its own job in one line (run with --keep-going, then list it in apply.exclude).
+
+APPLY_PATTERN = f"{RESULTS}/apply/{{model}}/sub-{{scan}}/anat/sub-{{scan}}_res-{{res}}_{{suffix}}"
+
+
+wildcard_constraints:
+    scan="[A-Za-z0-9]+",
+    res="[A-Za-z0-9]+",
+
+
+rule apply:
+    input:
+        scan=lambda wildcards: APPLY_FILES[wildcards.scan],
+        model=lambda wildcards: model_file(wildcards.model),
+    output:
+        **{name: APPLY_PATTERN.replace("{suffix}", suffix) for name, suffix in APPLY_OUTPUTS.items()},
+    log:
+        "logs/apply/{model}/{scan}_res-{res}.log",
+    params:
+        # The scan's own settings, not the list of scans or models: adding a scan reruns nobody else.
+        settings=lambda wildcards: {key: value for key, value in settings("apply").items()
+                                    if key in ("skull_strip", "bias_correction", "brain_only")},
+        sampler=lambda wildcards: canonical(MODELS[wildcards.model]["sampler"]),
+        stripped_max_ml=config["preprocess"]["stripped_max_ml"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        gpu=GPUS,
+    conda:
+        "../../envs/pytorch.yaml"
+    script:
+        "../../scripts/apply.py"
+
+
+rule apply_report:
+    input:
+        sidecars=[applied(model, scan, APPLY_OUTPUTS["sidecar"]) for model in APPLIED for scan in APPLY_FILES],
+        panels=[applied(model, scan, APPLY_OUTPUTS["panel"]) for model in APPLIED for scan in APPLY_FILES],
+    output:
+        html=report(
+            f"{RESULTS}/apply/report.html",
+            caption="../report/apply.rst",
+            category="Applied scans",
+        ),
+        descriptions=[f"{RESULTS}/apply/{model}/dataset_description.json" for model in APPLIED],
+    log:
+        "logs/apply_report.log",
+    params:
+        models=APPLIED,
+        scans=list(APPLY_FILES),
+        config=canonical(config["apply"]),
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../scripts/apply_report.py"
