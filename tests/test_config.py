@@ -120,3 +120,21 @@ def test_config_readme_states_the_defaults_of_config_yaml(config):
         assert documented == value, f"config/README.md says {cells[0]} = {cells[1]}, config.yaml has {value}"
         checked += 1
     assert checked > 30
+
+
+def test_nested_command_line_values_are_read_with_the_schema_types(config):
+    # What Snakemake hands over for --config sampler='{n_samples: 4, refine_from: null}' train='{flip_augment: [0]}'
+    config["sampler"].update(n_samples="4", refine_from="null", autocast="false", overlap="0.25")
+    config["train"]["flip_augment"] = "[0]"
+    config["train"]["device"] = "cpu"
+    validate_config(config, SCHEMA)
+    assert config["sampler"]["n_samples"] == 4 and config["sampler"]["refine_from"] is None
+    assert config["sampler"]["autocast"] is False and config["sampler"]["overlap"] == 0.25
+    assert config["train"]["flip_augment"] == [0] and config["train"]["device"] == "cpu"
+
+
+def test_old_names_of_the_embedded_data_say_the_new_ones(config):
+    with pytest.raises(MrisrError, match=r"data\.source: 'sample' was renamed 'embedded'"):
+        validate_config({**config, "data": {**config["data"], "source": "sample"}}, SCHEMA)
+    with pytest.raises(MrisrError, match=r"data\.sample: renamed data\.embedded"):
+        validate_config({**config, "data": {**config["data"], "sample": {}}}, SCHEMA)

