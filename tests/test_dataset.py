@@ -16,6 +16,7 @@ from mrisr.pairs.degrade import degrade
 from mrisr.model.modelfile import condition_image
 
 DEGRADATION = degradation_of(load_config())
+TRAINING = {"spline": DEGRADATION}
 
 
 def synthetic_subjects(folder, count=2):
@@ -24,31 +25,31 @@ def synthetic_subjects(folder, count=2):
 
 def test_blurred_copies_are_softer_pairs_degraded_like_the_real_ones(tmp_path):
     paths = synthetic_subjects(tmp_path, 1)["s0"]
-    pairs = list(training_pairs("s0", paths, [2] * 3, [1] * 3, DEGRADATION, [0.5, 1.0], seed=0))
+    pairs = list(training_pairs("s0", paths, [2] * 3, [1] * 3, DEGRADATION, TRAINING, [0.5, 1.0], seed=0))
     assert [name for name, *_ in pairs] == ["s0", "s0_blur0.5", "s0_blur1"]
-    detail = [np.std(target - condition) for _, target, condition, _ in pairs]
+    detail = [np.std(target - condition) for _, target, condition, *_ in pairs]
     assert detail[0] > detail[1] > detail[2] > 0  # blurring leaves less for the model to add
     hr = pairs[0][1]
     np.testing.assert_allclose(pairs[1][1], gaussian_filter(hr, 0.5))
-    np.testing.assert_allclose(pairs[1][2], condition_image(degrade(gaussian_filter(hr, 0.5), 2, **DEGRADATION),
+    np.testing.assert_allclose(pairs[1][2], condition_image(degrade(gaussian_filter(hr, 0.5), 2, DEGRADATION),
                                                             hr.shape), atol=1e-6)
 
 
 def test_a_stage_that_stops_at_a_coarser_grid_trains_towards_the_noise_free_lr(tmp_path):
     paths = synthetic_subjects(tmp_path, 1)["s0"]
-    name, target, condition, mask = next(training_pairs("s0", paths, [2] * 3, [2] * 3, DEGRADATION, [], 0))
+    name, target, condition, mask, _ = next(training_pairs("s0", paths, [2] * 3, [2] * 3, DEGRADATION, TRAINING, [], 0))
     assert target.shape == condition.shape == mask.shape == (12, 12, 12)
 
 
 def test_cache_is_written_once_and_rebuilt_when_its_inputs_change(tmp_path):
     subjects = synthetic_subjects(tmp_path)
-    folder = build_cache(subjects, tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, [0.7], seed=1)
+    folder = build_cache(subjects, tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, TRAINING, [0.7], seed=1)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert [pair["name"] for pair in manifest["pairs"]] == ["s0", "s0_blur0.7", "s1", "s1_blur0.7"]
     stamp = (folder / "s0.target.npy").stat().st_mtime_ns
-    build_cache(subjects, folder, [2] * 3, [1] * 3, DEGRADATION, [0.7], seed=1)
+    build_cache(subjects, folder, [2] * 3, [1] * 3, DEGRADATION, TRAINING, [0.7], seed=1)
     assert (folder / "s0.target.npy").stat().st_mtime_ns == stamp  # up to date: kept
-    build_cache(subjects, folder, [2] * 3, [1] * 3, DEGRADATION, [], seed=1)
+    build_cache(subjects, folder, [2] * 3, [1] * 3, DEGRADATION, TRAINING, [], seed=1)
     assert not (folder / "s0_blur0.7.target.npy").exists()  # other settings: rebuilt
     foreground = np.load(folder / "s0.foreground.npy")
     hr = np.load(folder / "s0.target.npy")
@@ -64,7 +65,7 @@ def test_mapped_arrays_read_like_numpy(tmp_path):
 
 @pytest.fixture
 def cache(tmp_path):
-    return build_cache(synthetic_subjects(tmp_path), tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, [], seed=0)
+    return build_cache(synthetic_subjects(tmp_path), tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, TRAINING, [], seed=0)
 
 
 def batches(dataset, workers, steps=3, batch=4, rank=0, world=1):

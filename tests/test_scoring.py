@@ -27,7 +27,7 @@ def phantom(shape=(40, 40, 40)):
 
 def test_back_projection_beats_cubic_and_reproduces_the_lr():
     hr, mask = phantom()
-    lr = degrade(hr, 2, **DEGRADATION)
+    lr = degrade(hr, 2, DEGRADATION)
     rows = {name: score(hr, lr, mask, baseline_estimate(name, lr, hr.shape, 2, DEGRADATION, 2), 2, DEGRADATION, 3)
             for name in ("nearest", "trilinear", "cubic", "back_projection")}
     assert rows["back_projection"]["psnr_brain"] > rows["cubic"]["psnr_brain"] > rows["nearest"]["psnr_brain"]
@@ -62,7 +62,7 @@ def test_a_spread_that_marks_the_error_correlates_with_it():
     rng = np.random.default_rng(1)
     spread = rng.uniform(0.0, 0.1, hr.shape).astype(np.float32)
     estimate = hr + rng.standard_normal(hr.shape).astype(np.float32) * spread
-    row = score(hr, degrade(hr, 2, **DEGRADATION), mask, estimate, 2, DEGRADATION, 3, spread)
+    row = score(hr, degrade(hr, 2, DEGRADATION), mask, estimate, 2, DEGRADATION, 3, spread)
     assert row["uncertainty_error_corr"] > 0.4
 
 

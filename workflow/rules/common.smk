@@ -89,13 +89,28 @@ EVALUATED = [name for name, model in MODELS.items() if all(f == 1 for f in model
 # Every LR factor a model starts from, by its label in paths (x2, x2x2x4, ...).
 FACTORS = {factor_label(model["factor"]): model["factor"] for model in MODELS.values() if model["kind"] != "cascade"}
 EVALUATED_FACTORS = sorted({factor_label(MODELS[name]["factor"]) for name in EVALUATED})
+# The degradation the pairs are made by (and every model assumes), and those each test subject is scored under.
+PAIRS_DEGRADATION = config["pairs"]["degradation"]
+EVALUATED_DEGRADATIONS = config["evaluate"]["degradations"]
 GPUS = 1 if config["use_gpu"] else 0
+
+
+def under(degradation):
+    """The path part of a degradation's files: none for pairs.degradation (its files keep today's paths), else
+    `/<name>`. Rules match it with the `{degradation}` wildcard, which may be empty."""
+    return "" if degradation == PAIRS_DEGRADATION else f"/{degradation}"
+
+
+def degradation_named(part):
+    """The name of the degradation a `{degradation}` wildcard value (a path part of under()) stands for."""
+    return part.removeprefix("/") or PAIRS_DEGRADATION
 
 
 wildcard_constraints:
     subject="[A-Za-z0-9]+",
     model="|".join(MODELS),
     factor="|".join(map(re.escape, FACTORS)),
+    degradation="(?:" + "|".join(re.escape(under(name)) for name in EVALUATED_DEGRADATIONS) + ")",
 
 
 def canonical(value):
@@ -125,8 +140,13 @@ def source_settings(data):
 
 
 def degradation():
-    """How the pairs made an LR scan from an HR scan, apart from the factor: the forward operator."""
+    """How the pairs made an LR scan from an HR scan, apart from the factor: the forward operator every model assumes."""
     return canonical(degradation_of(config))
+
+
+def degradation_settings(wildcards):
+    """The settings of the degradation a job's `{degradation}` wildcard names: only its own change reruns the job."""
+    return canonical(config["degradations"][degradation_named(wildcards.degradation)])
 
 
 def factor_of(model):
@@ -141,8 +161,9 @@ def mask_file(subject):
     return f"{RESULTS}/preproc/{subject}/brain_mask.nii.gz"
 
 
-def lr_file(subject, factor, name="lr.nii.gz"):
-    return f"{RESULTS}/pairs/{subject}/x{factor}/{name}"
+def lr_file(subject, factor, name="lr.nii.gz", part=""):
+    """A file of the pair of ``subject`` at ``factor`` made by the degradation whose path part (under()) is ``part``."""
+    return f"{RESULTS}/pairs/{subject}/x{factor}{part}/{name}"
 
 
 def model_file(model):
