@@ -101,7 +101,8 @@ def test_mapped_arrays_read_like_numpy(tmp_path):
 
 @pytest.fixture
 def cache(tmp_path):
-    return build_cache(synthetic_subjects(tmp_path), tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, TRAINING, [], seed=0)
+    return build_cache(synthetic_subjects(tmp_path), tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, TRAINING, [],
+                       seed=0)
 
 
 def batches(dataset, workers, steps=3, batch=4, rank=0, world=1):

@@ -39,7 +39,7 @@ def test_every_output_exists(tiny_run):
     for factor in ("2", "4"):
         expected += [f"results/metrics/{TEST_SUBJECT}/baselines_x{factor}.csv",
                      f"results/figures/{TEST_SUBJECT}_x{factor}_panel.png"]
-    # The other degradation: the test subject's LR, every model's estimate from it and the scores, in a folder of its own.
+    # The other degradation: the test subject's LRs, every model's estimate from them and the scores, in its folder.
     other = OTHER_DEGRADATION
     expected += [f"results/pairs/{TEST_SUBJECT}/x{factor}/{other}/{name}" for factor in ("2", "4")
                  for name in ("lr.nii.gz", "pair.json")]
@@ -125,7 +125,7 @@ def test_report_is_self_contained_and_has_the_tables(tiny_run):
     assert "Δ PSNR vs cubic" in html and "Δ PSNR vs BP" in html and "± " in html and "Calibration" in html
     # One summary table per degradation, saying which operator back-projection assumes.
     assert "LR by spline (" in html and f"LR by {OTHER_DEGRADATION} (k-space truncation)" in html
-    assert html.count("back_projection (assumes spline)") == 2
+    assert html.count("back_projection (assumes spline)") == 2 * 2  # both degradations, both factors
     assert "brains never used in training" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # no external resources
     images = re.findall(r'<img src="([^"]{0,30})', html)
@@ -166,13 +166,14 @@ def changed(section_path, value, drop=()):
     return config
 
 
+# Every evaluated model samples and is scored twice: from the LR of each degradation of tests/data/tiny.yaml.
 @pytest.mark.parametrize("edit,expected", [
     # shared training settings: every trained model retrains, every model re-samples
-    (changed(["train", "steps"], 14), {"train": 4, "super_resolve": 4, "evaluate": 4}),
+    (changed(["train", "steps"], 14), {"train": 4, "super_resolve": 8, "evaluate": 8}),
     # one model's own settings: that model only
-    (changed(["models", "triplanar", "train", "steps"], 9), {"train": 1, "super_resolve": 1, "evaluate": 1}),
+    (changed(["models", "triplanar", "train", "steps"], 9), {"train": 1, "super_resolve": 2, "evaluate": 2}),
     # the sampler: every model that samples with it (the regression models take one pass whatever it says)
-    (changed(["sampler", "steps"], 4), {"super_resolve": 3, "evaluate": 3}),
+    (changed(["sampler", "steps"], 4), {"super_resolve": 6, "evaluate": 6}),
     # the factor: new pairs, retraining and re-sampling of the models that start from it; nothing upstream
     (changed(["pairs", "factor"], [2, 2, 4], drop=["cascade"]),
      {"pairs": 4, "train": 2, "super_resolve": 4, "evaluate": 4, "evaluate_baselines": 2}),
@@ -197,7 +198,7 @@ def test_a_pretrained_model_is_applied_without_training(tiny_run, tmp_path):
                      drop=["diffusion3d", "triplanar", "x4to2", "cascade", "single4"])
     config["split"] = {"test": ["robex"]}  # no training subjects needed
     jobs = planned_jobs(tiny_run, config)
-    assert "train" not in jobs and jobs["super_resolve"] == 1 and jobs["evaluate"] == 1
+    assert "train" not in jobs and jobs["super_resolve"] == 2 and jobs["evaluate"] == 2  # from each degradation's LR
     old = tmp_path / "old.pt"
     torch.save({"state_dict": {}, "model": {}, "diffusion": {}}, old)
     config["models"]["theirs"]["pretrained"] = str(old)
@@ -274,7 +275,7 @@ def test_local_bids_dataset_is_planned_with_a_seeded_split(tmp_path):
 
 def test_sample_volumes_in_a_user_config_replace_the_default_ones(tmp_path):
     config = tmp_path / "volumes.yaml"
-    config.write_text(yaml.safe_dump({"data": {"sample": {"derived_per_volume": {"mni152": 2}}},
+    config.write_text(yaml.safe_dump({"data": {"embedded": {"derived_per_volume": {"mni152": 2}}},
                                       "split": {"random": {"val": 1, "test": 1}}}))
     result = snakemake(tmp_path, "--configfile", str(config), "--dry-run")
     planned = set(re.findall(r"results/raw/(\w+)/T1w.nii.gz", result.stdout))

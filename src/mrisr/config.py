@@ -123,7 +123,8 @@ def _check_degradation_names(config: dict) -> None:
     """Every degradation named (pairs, training of each model, evaluation) is defined under ``degradations:``,
     and the evaluation scores the pairs' own one (the panels and every model's operator)."""
     defined = sorted(config["degradations"])
-    uses = {"pairs.degradation": [config["pairs"]["degradation"]], "train.degradations": config["train"]["degradations"],
+    uses = {"pairs.degradation": [config["pairs"]["degradation"]],
+            "train.degradations": config["train"]["degradations"],
             "evaluate.degradations": config["evaluate"]["degradations"]}
     for name, entry in config["models"].items():
         if isinstance(entry, dict) and "degradations" in entry.get("train", {}):

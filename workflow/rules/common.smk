@@ -8,7 +8,7 @@ sys.path.insert(0, f"{workflow.basedir}/src")
 from dataclasses import asdict
 from pathlib import Path
 
-from mrisr.workflow import expose_package
+from mrisr.workflow import degradation_folder, expose_package
 
 expose_package(f"{workflow.basedir}/src")
 
@@ -98,7 +98,7 @@ GPUS = 1 if config["use_gpu"] else 0
 def under(degradation):
     """The path part of a degradation's files: none for pairs.degradation (its files keep today's paths), else
     `/<name>`. Rules match it with the `{degradation}` wildcard, which may be empty."""
-    return "" if degradation == PAIRS_DEGRADATION else f"/{degradation}"
+    return degradation_folder(degradation, PAIRS_DEGRADATION)
 
 
 def degradation_named(part):
@@ -140,7 +140,7 @@ def source_settings(data):
 
 
 def degradation():
-    """How the pairs made an LR scan from an HR scan, apart from the factor: the forward operator every model assumes."""
+    """How the pairs made an LR scan from an HR scan, apart from the factor: the operator every model assumes."""
     return canonical(degradation_of(config))
 
 
@@ -200,6 +200,17 @@ def validation_files(model):
 def estimates(subject, factor, name):
     """A file of every evaluated model's estimate of ``subject`` from LR factor ``factor``."""
     return [f"{RESULTS}/sr/{model}/{subject}/{name}" for model in evaluated_at(factor)]
+
+
+def evaluate_settings():
+    """The evaluate section but its list of degradations: scoring one more degradation rescores no other."""
+    return {key: value for key, value in settings("evaluate").items() if key != "degradations"}
+
+
+def metric_files(name):
+    """``name`` (a file name pattern under metrics/<subject>/) for every test subject and evaluated degradation."""
+    return [f"{RESULTS}/metrics/{subject}{under(degradation)}/{name}"
+            for degradation in EVALUATED_DEGRADATIONS for subject in TEST]
 
 
 def final_outputs():

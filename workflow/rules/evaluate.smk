@@ -2,17 +2,6 @@
 # of each degradation of evaluate.degradations (the `{degradation}` path part: empty for pairs.degradation).
 
 
-def evaluate_settings():
-    """The evaluate section but its list of degradations: scoring one more degradation rescores no other."""
-    return {key: value for key, value in settings("evaluate").items() if key != "degradations"}
-
-
-def metric_files(name):
-    """``name`` (a file name pattern under metrics/<subject>/) for every test subject and evaluated degradation."""
-    return [f"{RESULTS}/metrics/{subject}{under(degradation)}/{name}"
-            for degradation in EVALUATED_DEGRADATIONS for subject in TEST]
-
-
 rule evaluate:
     input:
         hr=hr_file("{subject}"),

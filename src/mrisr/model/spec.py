@@ -104,7 +104,8 @@ def model_spec(config: dict, name: str, voxel_mm: list[float], train_subjects: l
         output_factor=model["output_factor"],
         voxel_mm=(np.asarray(voxel_mm, dtype=float) * np.asarray(model["output_factor"])).tolist(),
         patch_size=model["train"]["patch_size"], sampler=model["sampler"], degradation=degradation_of(config),
-        training_degradations=model["training_degradations"], train=model["train"], train_subjects=sorted(train_subjects), provenance=provenance)
+        training_degradations=model["training_degradations"], train=model["train"],
+        train_subjects=sorted(train_subjects), provenance=provenance)
 
 
 def resolve_models(config: dict, read_header: Callable[[str], dict] | None = None) -> dict[str, dict]:
