@@ -72,7 +72,8 @@ def test_each_pair_gets_the_lr_of_its_own_degradation(tmp_path):
 
 def test_a_stage_that_stops_at_a_coarser_grid_trains_towards_the_noise_free_lr(tmp_path):
     paths = synthetic_subjects(tmp_path, 1)["s0"]
-    name, target, condition, mask, _ = next(training_pairs("s0", paths, [2] * 3, [2] * 3, DEGRADATION, TRAINING, [], 0))
+    name, target, condition, mask, _ = next(training_pairs("s0", paths, [2] * 3, [2] * 3, DEGRADATION, TRAINING, [],
+                                                           0))
     assert target.shape == condition.shape == mask.shape == (12, 12, 12)
 
 
