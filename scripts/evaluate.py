@@ -6,7 +6,8 @@ from mrisr.workflow import run_rule
 def main(snakemake):
     i, o, params = snakemake.input, snakemake.output, snakemake.params
     evaluate_model(snakemake.wildcards.subject, snakemake.wildcards.model, params.kind, params.factor, i.hr, i.lr,
-                   i.mask, i.sr, i.sr_std, params.degradation, params.tissue_classes, o.metrics, o.calibration)
+                   i.mask, i.sr, i.sr_std, params.name, params.degradation, params.tissue_classes, o.metrics,
+                   o.calibration)
 
 
 run_rule(snakemake, main)  # noqa: F821

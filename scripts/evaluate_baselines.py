@@ -6,7 +6,7 @@ from mrisr.workflow import run_rule
 def main(snakemake):
     i, params = snakemake.input, snakemake.params
     evaluate_baselines(snakemake.wildcards.subject, params.factor, i.hr, i.lr, i.mask, params.settings["baselines"],
-                       params.degradation, params.settings["back_projection_iterations"],
+                       params.name, params.degradation, params.assumed, params.settings["back_projection_iterations"],
                        params.settings["tissue_classes"], snakemake.output.metrics)
 
 

@@ -6,7 +6,7 @@ from mrisr.workflow import run_rule
 def main(snakemake):
     params = snakemake.params
     write_pair(snakemake.input.brain, snakemake.output.lr, snakemake.output.grid, factor=params.factor,
-               seed=params.seed, **params.degradation)
+               name=params.name, degradation=params.degradation, seed=params.seed)
 
 
 run_rule(snakemake, main)  # noqa: F821

@@ -35,6 +35,22 @@ def test_default_config_is_valid(config):
     (lambda c: c["models"].update(bad={"kind": "cascade"}), r"config key models\.bad: a model is either"),
     (lambda c: c["models"].update(bad={"pretrained": "m.pt", "kind": "diffusion3d"}), r"models\.bad: a model is"),
     (lambda c: c["models"].update(bad={"kind": "diffusion3d", "train": {"stepz": 3}}), r"models\.bad"),
+    (lambda c: c["pairs"].update(order=1), r"config key pairs\.order: renamed degradations\.<name>\.order"),
+    (lambda c: c["pairs"].update(noise_std=0.0), r"config key pairs\.noise_std: renamed degradations"),
+    (lambda c: c["pairs"].update(degradation="blocky"),
+     r"config key pairs\.degradation: no degradation named 'blocky'; defined under degradations: block, kspace"),
+    (lambda c: c["train"].update(degradations=["spline", "kspce"]), r"config key train\.degradations: .*'kspce'"),
+    (lambda c: c["evaluate"].update(degradations=["spline", "nosy"]), r"config key evaluate\.degradations: .*'nosy'"),
+    (lambda c: c["evaluate"].update(degradations=["block"]), r"evaluate\.degradations: must include pairs\.degr"),
+    (lambda c: c["evaluate"].update(degradations=[]), r"config key evaluate\.degradations: \[\] should be non-empty"),
+    (lambda c: c["models"].update(bad={"kind": "diffusion3d", "train": {"degradations": ["x"]}}),
+     r"config key models\.bad\.train\.degradations: no degradation named 'x'"),
+    (lambda c: c["degradations"].update(box={"operator": "block", "order": 1, "noise_std": 0.0}),
+     r"unknown config key degradations\.box\.order; allowed here: noise_std, operator"),
+    (lambda c: c["degradations"].update(sharp={"operator": "spline", "noise_std": 0.0}),
+     r"config key degradations\.sharp: a degradation is `operator: spline` with order, antialias and noise_std"),
+    (lambda c: c["degradations"].update(box={"operator": "sinc", "noise_std": 0.0}),
+     r"config key degradations\.box\.operator: 'sinc' is not one of"),
 ])
 def test_bad_config_gets_one_line_naming_the_key(config, edit, expected):
     bad = copy.deepcopy(config)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -10,12 +11,15 @@ from scipy.ndimage import gaussian_filter
 
 from helpers import load_config
 from mrisr.pairs.synthetic import synthetic_subjects as make_subjects
-from mrisr.model.dataset import MappedArray, PatchDataset, StepBatches, build_cache, training_pairs
+from mrisr.model.dataset import (
+    MappedArray, PatchDataset, StepBatches, assigned_degradations, build_cache, training_pairs,
+)
 from mrisr.model.spec import degradation_of
 from mrisr.pairs.degrade import degrade
 from mrisr.model.modelfile import condition_image
 
 DEGRADATION = degradation_of(load_config())
+TRAINING = {"spline": DEGRADATION}
 
 
 def synthetic_subjects(folder, count=2):
@@ -24,31 +28,65 @@ def synthetic_subjects(folder, count=2):
 
 def test_blurred_copies_are_softer_pairs_degraded_like_the_real_ones(tmp_path):
     paths = synthetic_subjects(tmp_path, 1)["s0"]
-    pairs = list(training_pairs("s0", paths, [2] * 3, [1] * 3, DEGRADATION, [0.5, 1.0], seed=0))
+    pairs = list(training_pairs("s0", paths, [2] * 3, [1] * 3, DEGRADATION, TRAINING, [0.5, 1.0], seed=0))
     assert [name for name, *_ in pairs] == ["s0", "s0_blur0.5", "s0_blur1"]
-    detail = [np.std(target - condition) for _, target, condition, _ in pairs]
+    detail = [np.std(target - condition) for _, target, condition, *_ in pairs]
     assert detail[0] > detail[1] > detail[2] > 0  # blurring leaves less for the model to add
     hr = pairs[0][1]
     np.testing.assert_allclose(pairs[1][1], gaussian_filter(hr, 0.5))
-    np.testing.assert_allclose(pairs[1][2], condition_image(degrade(gaussian_filter(hr, 0.5), 2, **DEGRADATION),
+    np.testing.assert_allclose(pairs[1][2], condition_image(degrade(gaussian_filter(hr, 0.5), 2, DEGRADATION),
                                                             hr.shape), atol=1e-6)
+
+
+def test_one_training_degradation_gives_every_pair_the_pairs_own_lr(tmp_path):
+    paths = synthetic_subjects(tmp_path, 1)["s0"]
+    pairs = list(training_pairs("s0", paths, [2] * 3, [1] * 3, DEGRADATION, TRAINING, [0.5], seed=0))
+    assert [drawn for *_, drawn in pairs] == ["spline", "spline"]
+    lr = nib.load(paths["lr"]).get_fdata(dtype=np.float32)
+    np.testing.assert_array_equal(pairs[0][2], condition_image(lr, pairs[0][1].shape))  # the pairs stage's file
+
+
+def test_several_degradations_are_taken_in_turn_from_a_seeded_offset():
+    names = ["spline", "block", "kspace"]
+    assert assigned_degradations("s0", 4, ["spline"], seed=1) == ["spline"] * 4
+    drawn = {subject: assigned_degradations(subject, 5, names, seed=1) for subject in ("a", "b", "c", "d", "e")}
+    for subject, assigned in drawn.items():
+        assert set(assigned) == set(names)  # five pairs, three degradations: every one is seen
+        assert assigned == assigned_degradations(subject, 5, names, seed=1)  # seeded
+        first = names.index(assigned[0])
+        assert assigned == [names[(first + i) % 3] for i in range(5)]
+    assert len({assigned[0] for assigned in drawn.values()}) > 1  # the offset differs between subjects
+
+
+def test_each_pair_gets_the_lr_of_its_own_degradation(tmp_path):
+    paths = synthetic_subjects(tmp_path, 1)["s0"]
+    block = {"operator": "block", "noise_std": 0.0}
+    training = {"spline": DEGRADATION, "block": block}
+    pairs = list(training_pairs("s0", paths, [2] * 3, [1] * 3, DEGRADATION, training, [0.5, 1.0], seed=0))
+    hr = pairs[0][1]
+    for name, target, condition, _, drawn in pairs:
+        expected = condition_image(degrade(target, 2, training[drawn]), hr.shape)
+        np.testing.assert_allclose(condition, expected, atol=1e-6, err_msg=name)
+    assert {drawn for *_, drawn in pairs} == {"spline", "block"}
 
 
 def test_a_stage_that_stops_at_a_coarser_grid_trains_towards_the_noise_free_lr(tmp_path):
     paths = synthetic_subjects(tmp_path, 1)["s0"]
-    name, target, condition, mask = next(training_pairs("s0", paths, [2] * 3, [2] * 3, DEGRADATION, [], 0))
+    name, target, condition, mask, _ = next(training_pairs("s0", paths, [2] * 3, [2] * 3, DEGRADATION, TRAINING, [],
+                                                           0))
     assert target.shape == condition.shape == mask.shape == (12, 12, 12)
 
 
 def test_cache_is_written_once_and_rebuilt_when_its_inputs_change(tmp_path):
     subjects = synthetic_subjects(tmp_path)
-    folder = build_cache(subjects, tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, [0.7], seed=1)
+    folder = build_cache(subjects, tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, TRAINING, [0.7], seed=1)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert [pair["name"] for pair in manifest["pairs"]] == ["s0", "s0_blur0.7", "s1", "s1_blur0.7"]
+    assert {pair["degradation"] for pair in manifest["pairs"]} == {"spline"}
     stamp = (folder / "s0.target.npy").stat().st_mtime_ns
-    build_cache(subjects, folder, [2] * 3, [1] * 3, DEGRADATION, [0.7], seed=1)
+    build_cache(subjects, folder, [2] * 3, [1] * 3, DEGRADATION, TRAINING, [0.7], seed=1)
     assert (folder / "s0.target.npy").stat().st_mtime_ns == stamp  # up to date: kept
-    build_cache(subjects, folder, [2] * 3, [1] * 3, DEGRADATION, [], seed=1)
+    build_cache(subjects, folder, [2] * 3, [1] * 3, DEGRADATION, TRAINING, [], seed=1)
     assert not (folder / "s0_blur0.7.target.npy").exists()  # other settings: rebuilt
     foreground = np.load(folder / "s0.foreground.npy")
     hr = np.load(folder / "s0.target.npy")
@@ -64,7 +102,8 @@ def test_mapped_arrays_read_like_numpy(tmp_path):
 
 @pytest.fixture
 def cache(tmp_path):
-    return build_cache(synthetic_subjects(tmp_path), tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, [], seed=0)
+    return build_cache(synthetic_subjects(tmp_path), tmp_path / "cache", [2] * 3, [1] * 3, DEGRADATION, TRAINING, [],
+                       seed=0)
 
 
 def batches(dataset, workers, steps=3, batch=4, rank=0, world=1):

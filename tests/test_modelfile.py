@@ -94,3 +94,16 @@ def test_network_units_round_trip(residual_scale):
     target = target_to_network(image, condition, residual_scale)
     np.testing.assert_allclose(image_from_network(target, condition, residual_scale), image)
     np.testing.assert_allclose(condition_to_network(np.array([0.0, 1.0])), [-1.0, 1.0])
+
+
+def test_a_file_from_before_named_degradations_keeps_its_spline_operator(tmp_path):
+    from dataclasses import asdict
+
+    contents = {"format": "mrisr-model", "version": 2, "spec": asdict(SPEC),
+                "state_dict": SPEC.build_network().state_dict()}
+    del contents["spec"]["training_degradations"]
+    contents["spec"]["degradation"] = {"order": 3, "antialias": True, "noise_std": 0.0}
+    torch.save(contents, tmp_path / "model.pt")
+    spec, _ = read_model_file(tmp_path / "model.pt")
+    old = {"operator": "spline", "order": 3, "antialias": True, "noise_std": 0.0}
+    assert spec.degradation == old and spec.training_degradations == {"pairs": old}

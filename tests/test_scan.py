@@ -41,7 +41,7 @@ def low_resolution(image: nib.Nifti1Image, units: float = 400.0) -> nib.Nifti1Im
     volume = image.get_fdata(dtype=np.float32)
     volume = volume / np.percentile(volume[volume > 0], 99) * units
     factor = LR_MM / np.asarray(image.header.get_zooms()[:3])
-    lr = degrade(volume, factor, **DEGRADATION)
+    lr = degrade(volume, factor, DEGRADATION)
     return nib.Nifti1Image(lr, lr_affine_for(image.affine, volume.shape, lr.shape))
 
 

@@ -27,7 +27,7 @@ def phantom(shape=(40, 40, 40)):
 
 def test_back_projection_beats_cubic_and_reproduces_the_lr():
     hr, mask = phantom()
-    lr = degrade(hr, 2, **DEGRADATION)
+    lr = degrade(hr, 2, DEGRADATION)
     rows = {name: score(hr, lr, mask, baseline_estimate(name, lr, hr.shape, 2, DEGRADATION, 2), 2, DEGRADATION, 3)
             for name in ("nearest", "trilinear", "cubic", "back_projection")}
     assert rows["back_projection"]["psnr_brain"] > rows["cubic"]["psnr_brain"] > rows["nearest"]["psnr_brain"]
@@ -62,7 +62,7 @@ def test_a_spread_that_marks_the_error_correlates_with_it():
     rng = np.random.default_rng(1)
     spread = rng.uniform(0.0, 0.1, hr.shape).astype(np.float32)
     estimate = hr + rng.standard_normal(hr.shape).astype(np.float32) * spread
-    row = score(hr, degrade(hr, 2, **DEGRADATION), mask, estimate, 2, DEGRADATION, 3, spread)
+    row = score(hr, degrade(hr, 2, DEGRADATION), mask, estimate, 2, DEGRADATION, 3, spread)
     assert row["uncertainty_error_corr"] > 0.4
 
 
@@ -79,3 +79,28 @@ def test_summary_differences_are_paired_within_each_factor():
     assert summary.loc[("2", "cubic"), "psnr_brain_sd"] == pytest.approx(5.0)
     assert summary.loc[("4", "cascade"), "psnr_brain_vs_cubic"] == pytest.approx(0.4)
     assert np.isnan(summary.loc[("4", "cascade"), "psnr_brain_vs_back_projection"])
+
+
+def test_summary_differences_are_paired_within_each_degradation():
+    rows = [("a", "cubic", "spline", 30.0), ("a", "model", "spline", 31.0),
+            ("a", "cubic", "kspace", 26.0), ("a", "model", "kspace", 26.5)]
+    table = pd.DataFrame([{"subject": s, "method": m, "factor": "2", "degradation": d, "kind": "x", "psnr_brain": v,
+                           "ssim_brain": 0.9} for s, m, d, v in rows])
+    summary = method_summary(table).set_index(["degradation", "factor", "method"])
+    assert summary.loc[("spline", "2", "model"), "psnr_brain_vs_cubic"] == pytest.approx(1.0)
+    assert summary.loc[("kspace", "2", "model"), "psnr_brain_vs_cubic"] == pytest.approx(0.5)
+    assert summary.loc[("kspace", "2", "cubic"), "psnr_brain_mean"] == pytest.approx(26.0)
+
+
+def test_the_report_gives_one_summary_per_degradation_saying_what_back_projection_assumes():
+    from helpers import load_config
+    from mrisr.evaluation.report import summary_blocks
+
+    config = load_config({"evaluate": {"degradations": ["kspace", "spline"]}})
+    table = pd.DataFrame([{"subject": "a", "method": m, "factor": "2", "degradation": d, "kind": "x",
+                           "psnr_brain": 30.0, "ssim_brain": 0.9}
+                          for d in ("spline", "kspace") for m in ("cubic", "back_projection")])
+    blocks = summary_blocks(table, config)
+    assert [block["heading"].split(" (")[0] for block in blocks] == ["LR by kspace", "LR by spline"]
+    assert "back-projection assume spline" in blocks[0]["heading"] and "k-space truncation" in blocks[0]["heading"]
+    assert all("back_projection (assumes spline)" in block["table"] for block in blocks)

@@ -24,10 +24,10 @@ STRIPPED_MAX_ML = yaml.safe_load((Path(__file__).resolve().parents[1] / "config"
 
 
 def test_methods_listed():
-    assert SKULL_STRIP_METHODS == ("auto", "template", "robex", "bet", "synthstrip", "none")
+    assert SKULL_STRIP_METHODS == ("auto", "template", "robex", "atlas", "bet", "synthstrip", "none")
 
 
-@pytest.mark.parametrize("method", ["auto", "template", "none", "robex"])
+@pytest.mark.parametrize("method", ["auto", "template", "none", "robex", "atlas"])
 def test_available_methods_need_nothing_else(method):
     assert missing_tool(method) is None
 

@@ -22,6 +22,8 @@ TEST_SUBJECT = "robex"
 TRAINED = ["diffusion3d", "triplanar", "x4to2", "single4"]
 EVALUATED = {"diffusion3d": "2", "triplanar": "2", "cascade": "4", "single4": "4"}
 BASELINES = ["nearest", "trilinear", "cubic", "back_projection"]
+# tests/data/tiny.yaml scores the test subject from LRs of two degradations: the pairs' own (today's paths) and kspace.
+OTHER_DEGRADATION = "kspace"
 
 
 def test_every_output_exists(tiny_run):
@@ -37,6 +39,14 @@ def test_every_output_exists(tiny_run):
     for factor in ("2", "4"):
         expected += [f"results/metrics/{TEST_SUBJECT}/baselines_x{factor}.csv",
                      f"results/figures/{TEST_SUBJECT}_x{factor}_panel.png"]
+    # The other degradation: the test subject's LRs, every model's estimate from them and the scores, in its folder.
+    other = OTHER_DEGRADATION
+    expected += [f"results/pairs/{TEST_SUBJECT}/x{factor}/{other}/{name}" for factor in ("2", "4")
+                 for name in ("lr.nii.gz", "pair.json")]
+    expected += [f"results/metrics/{TEST_SUBJECT}/{other}/baselines_x{factor}.csv" for factor in ("2", "4")]
+    for model in EVALUATED:
+        expected += [f"results/sr/{model}/{TEST_SUBJECT}/{other}/sr.nii.gz",
+                     f"results/metrics/{TEST_SUBJECT}/{other}/model_{model}.csv"]
     for subject in SUBJECTS:
         expected += [f"results/raw/{subject}/T1w.nii.gz", f"results/raw/{subject}/T1w.json",
                      f"results/preproc/{subject}/T1w_brain.nii.gz", f"results/preproc/{subject}/brain_mask.nii.gz",
@@ -69,9 +79,13 @@ def test_grids_and_model_outputs_keep_their_geometry(tiny_run):
 
 
 def test_models_and_baselines_are_compared_on_the_same_voxels(tiny_run):
-    summary = pd.read_csv(tiny_run / "results/metrics/summary.csv", dtype={"factor": str})
-    methods = {(row.factor, row.method) for row in summary.itertuples()}
-    assert methods == {*((f, b) for f in ("2", "4") for b in BASELINES), *((f, m) for m, f in EVALUATED.items())}
+    every = pd.read_csv(tiny_run / "results/metrics/summary.csv", dtype={"factor": str})
+    for degradation, rows in every.groupby("degradation"):
+        methods = {(row.factor, row.method) for row in rows.itertuples()}
+        assert methods == {*((f, b) for f in ("2", "4") for b in BASELINES), *((f, m) for m, f in EVALUATED.items())}
+    assert set(every["degradation"]) == {"spline", OTHER_DEGRADATION}
+    assert np.isfinite(every.select_dtypes("number").drop(columns="uncertainty_error_corr").to_numpy()).all()
+    summary = every[every["degradation"] == "spline"]
     assert set(summary["subject"]) == {TEST_SUBJECT}
     metrics = summary[["psnr_brain", "ssim_brain", "psnr_whole", "ssim_whole", "lr_psnr", "dice_gm"]]
     assert np.isfinite(metrics.to_numpy()).all()
@@ -109,6 +123,9 @@ def test_report_is_self_contained_and_has_the_tables(tiny_run):
     for method in [*BASELINES, *EVALUATED]:
         assert f"<td>{method}</td>" in html
     assert "Δ PSNR vs cubic" in html and "Δ PSNR vs BP" in html and "± " in html and "Calibration" in html
+    # One summary table per degradation, saying which operator back-projection assumes.
+    assert "LR by spline (" in html and f"LR by {OTHER_DEGRADATION} (k-space truncation)" in html
+    assert html.count("back_projection (assumes spline)") == 2 * 2  # both degradations, both factors
     assert "brains never used in training" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # no external resources
     images = re.findall(r'<img src="([^"]{0,30})', html)
@@ -133,7 +150,8 @@ def planned_jobs(workdir, config: dict, *extra: str) -> dict[str, int]:
     return {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line.strip()}
 
 
-DOWNSTREAM = {"super_resolve", "evaluate", "panel", "summarize", "report", "all"}
+# validation_figure: every retrained model redraws its validation figure.
+DOWNSTREAM = {"super_resolve", "evaluate", "panel", "summarize", "report", "all", "validation_figure"}
 
 
 def changed(section_path, value, drop=()):
@@ -148,16 +166,24 @@ def changed(section_path, value, drop=()):
     return config
 
 
+# Every evaluated model samples and is scored twice: from the LR of each degradation of tests/data/tiny.yaml.
 @pytest.mark.parametrize("edit,expected", [
     # shared training settings: every trained model retrains, every model re-samples
-    (changed(["train", "steps"], 14), {"train": 4, "super_resolve": 4, "evaluate": 4}),
+    (changed(["train", "steps"], 14), {"train": 4, "super_resolve": 8, "evaluate": 8}),
     # one model's own settings: that model only
-    (changed(["models", "triplanar", "train", "steps"], 9), {"train": 1, "super_resolve": 1, "evaluate": 1}),
+    (changed(["models", "triplanar", "train", "steps"], 9), {"train": 1, "super_resolve": 2, "evaluate": 2}),
     # the sampler: every model that samples with it (the regression models take one pass whatever it says)
-    (changed(["sampler", "steps"], 4), {"super_resolve": 3, "evaluate": 3}),
+    (changed(["sampler", "steps"], 4), {"super_resolve": 6, "evaluate": 6}),
     # the factor: new pairs, retraining and re-sampling of the models that start from it; nothing upstream
     (changed(["pairs", "factor"], [2, 2, 4], drop=["cascade"]),
-     {"pairs": 3, "train": 2, "super_resolve": 2, "evaluate": 2, "evaluate_baselines": 1}),
+     {"pairs": 4, "train": 2, "super_resolve": 4, "evaluate": 4, "evaluate_baselines": 2}),
+    # one more evaluated degradation: its LRs of the test subject (both factors), every model and baseline from them
+    (changed(["evaluate", "degradations"], ["spline", "kspace", "block"]),
+     {"pairs": 2, "super_resolve": 4, "evaluate": 4, "evaluate_baselines": 2}),
+    # a degradation's definition: its pairs, and the model that trains on it (triplanar draws from spline and block)
+    (changed(["degradations", "block", "noise_std"], 0.02), {"train": 1, "super_resolve": 2, "evaluate": 2}),
+    (changed(["degradations", "kspace", "noise_std"], 0.02),
+     {"pairs": 2, "super_resolve": 4, "evaluate": 4, "evaluate_baselines": 2}),
 ])
 def test_a_config_change_reruns_its_stage_and_nothing_before(tiny_run, edit, expected):
     jobs = planned_jobs(tiny_run, edit)
@@ -172,7 +198,7 @@ def test_a_pretrained_model_is_applied_without_training(tiny_run, tmp_path):
                      drop=["diffusion3d", "triplanar", "x4to2", "cascade", "single4"])
     config["split"] = {"test": ["robex"]}  # no training subjects needed
     jobs = planned_jobs(tiny_run, config)
-    assert "train" not in jobs and jobs["super_resolve"] == 1 and jobs["evaluate"] == 1
+    assert "train" not in jobs and jobs["super_resolve"] == 2 and jobs["evaluate"] == 2  # from each degradation's LR
     old = tmp_path / "old.pt"
     torch.save({"state_dict": {}, "model": {}, "diffusion": {}}, old)
     config["models"]["theirs"]["pretrained"] = str(old)
@@ -249,7 +275,7 @@ def test_local_bids_dataset_is_planned_with_a_seeded_split(tmp_path):
 
 def test_sample_volumes_in_a_user_config_replace_the_default_ones(tmp_path):
     config = tmp_path / "volumes.yaml"
-    config.write_text(yaml.safe_dump({"data": {"sample": {"derived_per_volume": {"mni152": 2}}},
+    config.write_text(yaml.safe_dump({"data": {"embedded": {"derived_per_volume": {"mni152": 2}}},
                                       "split": {"random": {"val": 1, "test": 1}}}))
     result = snakemake(tmp_path, "--configfile", str(config), "--dry-run")
     planned = set(re.findall(r"results/raw/(\w+)/T1w.nii.gz", result.stdout))

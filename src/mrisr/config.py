@@ -20,6 +20,8 @@ RENAMED_KEYS = {
     ("model",): "network (the U-Net settings shared by all models; `models:` lists the models)",
     ("sample",): "sampler (the DDIM settings)",
     ("data", "sample"): "data.embedded (the real brains that ship inside packages)",
+    **{("pairs", key): f"degradations.<name>.{key}, with pairs.degradation naming the one the pairs are made by"
+       for key in ("order", "antialias", "noise_std")},
 }
 RENAMED_VALUES = {("diffusion", "schedule", "seed"): "cos2_product", ("data", "source", "sample"): "embedded"}
 
@@ -41,6 +43,9 @@ def _schema_error_line(error: jsonschema.ValidationError) -> str:
         return (f"config key {_location(path[:2])}: a model is either `kind:` (diffusion3d, triplanar, "
                 "regression3d) with optional settings, `kind: cascade` with `stages:`, or `pretrained:` a model "
                 "file (with optional `sampler:`); see config/README.md")
+    if path[:1] == ["degradations"] and len(path) >= 2 and error.validator != "enum":
+        return (f"config key {_location(path[:2])}: a degradation is `operator: spline` with order, antialias and "
+                "noise_std, or `operator: block` or `kspace` with noise_std; see config/README.md")
     if error.validator == "required":
         key = error.message.split(" is a required")[0]
         return f"config key {key} is missing under {_location(error.absolute_path)}"
@@ -111,6 +116,27 @@ def validate_config(config: dict, schema_path: str | Path) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         raise MrisrError(_schema_error_line(error))
+    _check_degradation_names(config)
+
+
+def _check_degradation_names(config: dict) -> None:
+    """Every degradation named (pairs, training of each model, evaluation) is defined under ``degradations:``,
+    and the evaluation scores the pairs' own one (the panels and every model's operator)."""
+    defined = sorted(config["degradations"])
+    uses = {"pairs.degradation": [config["pairs"]["degradation"]],
+            "train.degradations": config["train"]["degradations"],
+            "evaluate.degradations": config["evaluate"]["degradations"]}
+    for name, entry in config["models"].items():
+        if isinstance(entry, dict) and "degradations" in entry.get("train", {}):
+            uses[f"models.{name}.train.degradations"] = entry["train"]["degradations"]
+    for key, names in uses.items():
+        unknown = [name for name in names if name not in config["degradations"]]
+        if unknown:
+            raise MrisrError(f"config key {key}: no degradation named {', '.join(map(repr, unknown))}; "
+                             f"defined under degradations: {', '.join(defined)}")
+    if config["pairs"]["degradation"] not in config["evaluate"]["degradations"]:
+        raise MrisrError(f"config key evaluate.degradations: must include pairs.degradation "
+                         f"({config['pairs']['degradation']!r}), the operator every model assumes")
 
 
 def merge(base: dict, override: dict | None) -> dict:

@@ -1,5 +1,5 @@
-"""The bridge between Snakemake and the package: rule scripts (logging, threads, clean errors), and running the
-workflow of this checkout from Python (the tests and the quality benchmark)."""
+"""The bridge between Snakemake and the package: rule scripts (logging, threads, clean errors), where a degradation's
+files go, and running the workflow of this checkout from Python (the tests and the quality benchmark)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,9 @@ def run_workflow(workdir: str | Path, *args: str, cores: int = 2, timeout: float
                "--directory", str(workdir), "--cores", str(cores), *args]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPOSITORY)
+
+
+def degradation_folder(degradation: str, own: str) -> str:
+    """The path part of the files a degradation's LR scans lead to: none for the pairs' own degradation ``own``
+    (its files keep the paths they had before degradations had names), else ``/<name>``, a folder of its own."""
+    return "" if degradation == own else f"/{degradation}"

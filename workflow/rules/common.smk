@@ -8,7 +8,7 @@ sys.path.insert(0, f"{workflow.basedir}/src")
 from dataclasses import asdict
 from pathlib import Path
 
-from mrisr.workflow import expose_package
+from mrisr.workflow import degradation_folder, expose_package
 
 expose_package(f"{workflow.basedir}/src")
 
@@ -117,13 +117,28 @@ EVALUATED = [name for name, model in MODELS.items() if all(f == 1 for f in model
 # Every LR factor a model starts from, by its label in paths (x2, x2x2x4, ...).
 FACTORS = {factor_label(model["factor"]): model["factor"] for model in MODELS.values() if model["kind"] != "cascade"}
 EVALUATED_FACTORS = sorted({factor_label(MODELS[name]["factor"]) for name in EVALUATED})
+# The degradation the pairs are made by (and every model assumes), and those each test subject is scored under.
+PAIRS_DEGRADATION = config["pairs"]["degradation"]
+EVALUATED_DEGRADATIONS = config["evaluate"]["degradations"]
 GPUS = 1 if config["use_gpu"] else 0
+
+
+def under(degradation):
+    """The path part of a degradation's files: none for pairs.degradation (its files keep today's paths), else
+    `/<name>`. Rules match it with the `{degradation}` wildcard, which may be empty."""
+    return degradation_folder(degradation, PAIRS_DEGRADATION)
+
+
+def degradation_named(part):
+    """The name of the degradation a `{degradation}` wildcard value (a path part of under()) stands for."""
+    return part.removeprefix("/") or PAIRS_DEGRADATION
 
 
 wildcard_constraints:
     subject="[A-Za-z0-9]+",
     model="|".join(MODELS),
     factor="|".join(map(re.escape, FACTORS)),
+    degradation="(?:" + "|".join(re.escape(under(name)) for name in EVALUATED_DEGRADATIONS) + ")",
 
 
 def canonical(value):
@@ -153,8 +168,13 @@ def source_settings(data):
 
 
 def degradation():
-    """How the pairs made an LR scan from an HR scan, apart from the factor: the forward operator."""
+    """How the pairs made an LR scan from an HR scan, apart from the factor: the operator every model assumes."""
     return canonical(degradation_of(config))
+
+
+def degradation_settings(wildcards):
+    """The settings of the degradation a job's `{degradation}` wildcard names: only its own change reruns the job."""
+    return canonical(config["degradations"][degradation_named(wildcards.degradation)])
 
 
 def factor_of(model):
@@ -169,8 +189,9 @@ def mask_file(subject):
     return f"{RESULTS}/preproc/{subject}/brain_mask.nii.gz"
 
 
-def lr_file(subject, factor, name="lr.nii.gz"):
-    return f"{RESULTS}/pairs/{subject}/x{factor}/{name}"
+def lr_file(subject, factor, name="lr.nii.gz", part=""):
+    """A file of the pair of ``subject`` at ``factor`` made by the degradation whose path part (under()) is ``part``."""
+    return f"{RESULTS}/pairs/{subject}/x{factor}{part}/{name}"
 
 
 def model_file(model):
@@ -229,6 +250,17 @@ def applied(model, scan, suffix):
 
 APPLY_OUTPUTS = {"estimate": "desc-sr_T1w.nii.gz", "sd": "desc-srsd_T1w.nii.gz", "mask": "desc-brain_mask.nii.gz",
                  "sidecar": "desc-sr_T1w.json", "panel": "desc-sr_T1w.png"}
+
+
+def evaluate_settings():
+    """The evaluate section but its list of degradations: scoring one more degradation rescores no other."""
+    return {key: value for key, value in settings("evaluate").items() if key != "degradations"}
+
+
+def metric_files(name):
+    """``name`` (a file name pattern under metrics/<subject>/) for every test subject and evaluated degradation."""
+    return [f"{RESULTS}/metrics/{subject}{under(degradation)}/{name}"
+            for degradation in EVALUATED_DEGRADATIONS for subject in TEST]
 
 
 def final_outputs():

@@ -1,22 +1,24 @@
-# Stage 6: every model and baseline scored on the same voxels of each test subject, side by side.
+# Stage 6: every model and baseline scored on the same voxels of each test subject, side by side, from the LR
+# of each degradation of evaluate.degradations (the `{degradation}` path part: empty for pairs.degradation).
 
 
 rule evaluate:
     input:
         hr=hr_file("{subject}"),
-        lr=lambda wildcards: lr_file(wildcards.subject, factor_of(wildcards.model)),
+        lr=lambda wildcards: lr_file(wildcards.subject, factor_of(wildcards.model), part=wildcards.degradation),
         mask=mask_file("{subject}"),
-        sr=f"{RESULTS}/sr/{{model}}/{{subject}}/sr.nii.gz",
-        sr_std=f"{RESULTS}/sr/{{model}}/{{subject}}/sr_std.nii.gz",
+        sr=f"{RESULTS}/sr/{{model}}/{{subject}}{{degradation}}/sr.nii.gz",
+        sr_std=f"{RESULTS}/sr/{{model}}/{{subject}}{{degradation}}/sr_std.nii.gz",
     output:
-        metrics=f"{RESULTS}/metrics/{{subject}}/model_{{model}}.csv",
-        calibration=f"{RESULTS}/metrics/{{subject}}/model_{{model}}_calibration.csv",
+        metrics=f"{RESULTS}/metrics/{{subject}}{{degradation}}/model_{{model}}.csv",
+        calibration=f"{RESULTS}/metrics/{{subject}}{{degradation}}/model_{{model}}_calibration.csv",
     log:
-        "logs/evaluate/{model}/{subject}.log",
+        "logs/evaluate/{model}/{subject}{degradation}.log",
     params:
         kind=lambda wildcards: MODELS[wildcards.model]["kind"],
         factor=lambda wildcards: MODELS[wildcards.model]["factor"],
-        degradation=degradation(),
+        name=lambda wildcards: degradation_named(wildcards.degradation),
+        degradation=degradation_settings,  # the one that made the LR: LR-consistency is measured through it
         tissue_classes=config["evaluate"]["tissue_classes"],
     threads: 1
     conda:
@@ -28,16 +30,18 @@ rule evaluate:
 rule evaluate_baselines:
     input:
         hr=hr_file("{subject}"),
-        lr=lr_file("{subject}", "{factor}"),
+        lr=lr_file("{subject}", "{factor}", part="{degradation}"),
         mask=mask_file("{subject}"),
     output:
-        metrics=f"{RESULTS}/metrics/{{subject}}/baselines_x{{factor}}.csv",
+        metrics=f"{RESULTS}/metrics/{{subject}}{{degradation}}/baselines_x{{factor}}.csv",
     log:
-        "logs/evaluate/baselines/{subject}_x{factor}.log",
+        "logs/evaluate/baselines/{subject}_x{factor}{degradation}.log",
     params:
         factor=lambda wildcards: FACTORS[wildcards.factor],
-        settings=settings("evaluate"),
-        degradation=degradation(),
+        settings=evaluate_settings(),
+        name=lambda wildcards: degradation_named(wildcards.degradation),
+        degradation=degradation_settings,
+        assumed=degradation(),  # back-projection assumes the models' operator, whichever made the LR
     threads: 1
     conda:
         "../../envs/evaluate.yaml"
@@ -75,9 +79,8 @@ rule panel:
 
 rule summarize:
     input:
-        models=expand(f"{RESULTS}/metrics/{{subject}}/model_{{model}}.csv", subject=TEST, model=EVALUATED),
-        baselines=expand(f"{RESULTS}/metrics/{{subject}}/baselines_x{{factor}}.csv", subject=TEST,
-                         factor=EVALUATED_FACTORS),
+        models=[path for model in EVALUATED for path in metric_files(f"model_{model}.csv")],
+        baselines=[path for factor in EVALUATED_FACTORS for path in metric_files(f"baselines_x{factor}.csv")],
     output:
         summary=report(
             f"{RESULTS}/metrics/summary.csv",

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..pairs.degrade import describe
 from ..preprocess.qc import table as qc_table
 from .figures import calibration_figure, metric_strip
 from .scoring import method_summary
@@ -37,10 +38,12 @@ def _digits(metric: str) -> int:
     return DIGITS["lr_psnr"] if metric == "lr_psnr" else DIGITS[metric.split("_")[0]]
 
 
-def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± sd per factor and method over test subjects, with paired differences to cubic and back-projection."""
+def summary_table(table: pd.DataFrame, assumed: str | None = None) -> pd.DataFrame:
+    """Mean ± sd per factor and method over test subjects, with paired differences to cubic and back-projection
+    (labelled with the degradation it ``assumed``, when given)."""
     summary = method_summary(table)
-    shown = pd.DataFrame({"factor": "×" + summary["factor"], "method": summary["method"], "kind": summary["kind"],
+    methods = summary["method"].replace({"back_projection": f"back_projection (assumes {assumed})"} if assumed else {})
+    shown = pd.DataFrame({"factor": "×" + summary["factor"], "method": methods, "kind": summary["kind"],
                           "subjects": summary["n_subjects"]})
     for metric in [m for m in METRIC_LABELS if f"{m}_mean" in summary]:
         digits = _digits(metric)
@@ -52,6 +55,26 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
                 shown[f"Δ {metric.split('_')[0].upper()} vs {short}"] = [
                     "" if np.isnan(v) else f"{v:+.{digits}f}" for v in summary[f"{metric}_vs_{reference}"]]
     return shown
+
+
+def summary_blocks(table: pd.DataFrame, config: dict) -> list[dict[str, str]]:
+    """One summary table per degradation the test LRs were made by, in the order of evaluate.degradations, each
+    with a heading saying what made the LR and what the models and back-projection assume."""
+    own = config["pairs"]["degradation"]
+    if "degradation" not in table:  # a summary written before the column existed: all made by the pairs' one
+        table = table.assign(degradation=own)
+    order = [name for name in config["evaluate"]["degradations"] if name in set(table["degradation"])]
+    blocks = []
+    for name in order + sorted(set(table["degradation"]) - set(order)):
+        made_by = describe(config["degradations"][name]) if name in config["degradations"] else "unknown"
+        if name == own:
+            heading = f"LR by {name} ({made_by}): the degradation the models were made for and assume"
+        else:
+            heading = (f"LR by {name} ({made_by}); the models' data consistency and back-projection assume {own} "
+                       f"({describe(config['degradations'][own])})")
+        rows = table[table["degradation"] == name].drop(columns="degradation")
+        blocks.append({"heading": heading, "table": _html(summary_table(rows, own))})
+    return blocks
 
 
 def test_independence_note(split: pd.DataFrame) -> str:
@@ -110,9 +133,11 @@ def build_report(
         index="subject", columns="step", values="seconds").rename_axis(columns=None)  # no stray "step" header
     timing["total"] = timing.sum(axis=1)
     strips = {}
+    # The strips show the pairs' own degradation (the first summary block): one dot per subject and method.
+    own = table[table["degradation"] == config["pairs"]["degradation"]] if "degradation" in table else table
     for metric in [m for m in STRIP_METRICS if m in table]:
         strip_png = Path(work_dir) / f"{metric}.png"
-        metric_strip(table, metric, METRIC_LABELS[metric], str(strip_png))
+        metric_strip(own, metric, METRIC_LABELS[metric], str(strip_png))
         strips[METRIC_LABELS[metric]] = embed_png(strip_png)
     subjects = {}
     for subject, rows in table.groupby("subject", sort=False):
@@ -128,7 +153,7 @@ def build_report(
                              "panels": {factor: embed_png(path) for factor, path in panels.get(subject, {}).items()}}
     environment = jinja2.Environment(loader=jinja2.PackageLoader("mrisr.evaluation", "templates"), autoescape=True)
     html = environment.get_template("report.html.j2").render(
-        summary=_html(summary_table(table)),
+        summaries=summary_blocks(table, config),
         independence=test_independence_note(split),
         strips=strips,
         subjects=subjects,

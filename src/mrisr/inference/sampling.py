@@ -117,8 +117,7 @@ def super_resolve(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One model's estimate and sample sd on ``output_shape`` from an LR volume in [0, 1]."""
     def consistent(image: np.ndarray) -> np.ndarray:
-        return back_project(image, lr_volume, spec.step_factor, spec.degradation["order"],
-                            spec.degradation["antialias"], settings["consistency_iterations"])
+        return back_project(image, lr_volume, spec.step_factor, spec.degradation, settings["consistency_iterations"])
 
     return sample_volume(condition_image(lr_volume, output_shape), network, spec, settings, seed,
                          consistent if settings["data_consistency"] else None)

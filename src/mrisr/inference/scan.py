@@ -42,7 +42,7 @@ from ..io import MrisrError, load_volume, save_volume, write_json
 from ..model.modelfile import load_model
 from ..model.networks import resolve_device
 from ..model.spec import ModelSpec
-from ..pairs.degrade import degrade
+from ..pairs.degrade import degrade, noise_free
 from ..preprocess.intensity import WHITE_MATTER_LEVEL, white_matter_peak
 from ..preprocess.orientation import to_canonical, to_scan_order
 from ..preprocess.skullstrip import brain_mask, decide, foreground
@@ -177,7 +177,7 @@ def check_estimate(estimate: np.ndarray, cubic: np.ndarray, scan: np.ndarray, ma
     data_range = float(np.percentile(scan[mask], 99.5))
 
     def lr_psnr(volume: np.ndarray) -> float:
-        error = degrade(volume, spec.step_factor, spec.degradation["order"], spec.degradation["antialias"]) - scan
+        error = degrade(volume, spec.step_factor, noise_free(spec.degradation)) - scan
         mse = float(np.mean(error[mask].astype(np.float64) ** 2))
         return float("inf") if mse == 0 else float(10 * np.log10(data_range**2 / mse))
 

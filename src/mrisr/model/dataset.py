@@ -29,12 +29,14 @@ from scipy import ndimage
 
 from ..grids import resample
 from ..io import MrisrError, atomic_path, load_volume
-from ..pairs.degrade import degrade
+from ..pairs.degrade import degrade, noise_free
 from .modelfile import condition_image
 
 log = logging.getLogger(__name__)
 
 ARRAYS = ("target", "condition", "foreground")
+# Random streams of their own (beside the blurred copies' noise), so that adding degradations changes no other draw.
+DRAW_STREAM, SIMULATED_LR_STREAM = 2, 3
 
 
 def read_subject(paths: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,32 +46,54 @@ def read_subject(paths: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndar
     return hr, lr, load_volume(paths["mask"]).get_fdata(dtype=np.float32) > 0.5
 
 
+def assigned_degradations(subject: str, count: int, names: Sequence[str], seed: int) -> list[str]:
+    """The degradation of each of a subject's ``count`` training pairs: ``names`` in turn from a seeded offset.
+
+    Round-robin rather than independent draws: a subject with at least as
+    many pairs (itself and its blurred copies) as there are degradations is
+    seen under every one, so no subject's anatomy is learnt under one kind of
+    LR only by chance; the offset, drawn per subject from a stream of its
+    own, varies which blur level meets which degradation across subjects.
+    """
+    if len(names) == 1:
+        return list(names) * count
+    offset = int(np.random.default_rng([seed, zlib.crc32(subject.encode()), DRAW_STREAM]).integers(len(names)))
+    return [names[(offset + index) % len(names)] for index in range(count)]
+
+
 def training_pairs(
     subject: str, paths: dict[str, str], factor: Sequence[float], output_factor: Sequence[float],
-    degradation: dict, sharpness_augment: Sequence[float], seed: int,
+    degradation: dict, training_degradations: dict[str, dict], sharpness_augment: Sequence[float], seed: int,
 ):
-    """Yield ``(name, target, condition, mask)`` for a subject and each of its blurred copies.
+    """Yield ``(name, target, condition, mask, degradation name)`` for a subject and each of its blurred copies.
 
     The target is the HR image, or for a model that produces a coarser grid
-    (a cascade's first stage) the HR degraded noise-free to ``output_factor``.
-    Each blurred copy (one per sigma of ``sharpness_augment``, in target
-    voxels) gets an LR simulated from it with the pairs' ``degradation``:
-    real scans differ in sharpness, and without the copies a model learns the
-    one sharpness of its training scans and over- or under-sharpens others.
+    (a cascade's first stage) the HR degraded noise-free to ``output_factor``
+    with the pairs' ``degradation``. Each pair's LR comes from one of
+    ``training_degradations`` (:func:`assigned_degradations`): the subject's
+    own from the pairs stage's LR file when its degradation is the pairs'
+    one, else simulated from the HR; each blurred copy's (one per sigma of
+    ``sharpness_augment``, in target voxels) simulated from it. Real scans
+    differ in sharpness and in how they were acquired; without the copies
+    and the mixture a model learns the one sharpness and operator of its
+    training pairs and over- or under-sharpens others.
     """
     hr, lr, mask = read_subject(paths)
     target = hr
     if not np.allclose(output_factor, 1):
-        target = degrade(hr, output_factor, degradation["order"], degradation["antialias"])
+        target = degrade(hr, output_factor, noise_free(degradation))
         mask = resample(mask.astype(np.float32), target.shape, order=1) > 0.5
-    yield subject, target, condition_image(lr, target.shape), mask
+    names = assigned_degradations(subject, 1 + len(sharpness_augment), list(training_degradations), seed)
+    if training_degradations[names[0]] != degradation:
+        lr = degrade(hr, factor, training_degradations[names[0]],
+                     np.random.default_rng([seed, zlib.crc32(subject.encode()), SIMULATED_LR_STREAM]))
+    yield subject, target, condition_image(lr, target.shape), mask, names[0]
     upsampling = np.asarray(factor) / np.asarray(output_factor)
-    for index, sigma in enumerate(sharpness_augment):
+    for index, (sigma, name) in enumerate(zip(sharpness_augment, names[1:])):
         blurred = ndimage.gaussian_filter(target, sigma)
         rng = np.random.default_rng([seed, index, zlib.crc32(subject.encode())])
-        blurred_lr = degrade(blurred, upsampling, degradation["order"], degradation["antialias"],
-                             degradation["noise_std"], rng)
-        yield f"{subject}_blur{sigma:g}", blurred, condition_image(blurred_lr, target.shape), mask
+        blurred_lr = degrade(blurred, upsampling, training_degradations[name], rng)
+        yield f"{subject}_blur{sigma:g}", blurred, condition_image(blurred_lr, target.shape), mask, name
 
 
 def _digest(subjects: dict[str, dict[str, str]], settings: dict) -> str:
@@ -82,7 +106,7 @@ def _digest(subjects: dict[str, dict[str, str]], settings: dict) -> str:
 
 def build_cache(
     subjects: dict[str, dict[str, str]], folder: str | Path, factor: Sequence[float], output_factor: Sequence[float],
-    degradation: dict, sharpness_augment: Sequence[float], seed: int,
+    degradation: dict, training_degradations: dict[str, dict], sharpness_augment: Sequence[float], seed: int,
 ) -> Path:
     """Write the training pairs of ``subjects`` (ID -> ``hr``/``lr``/``mask`` paths) into ``folder``, once.
 
@@ -91,7 +115,8 @@ def build_cache(
     """
     folder = Path(folder)
     settings = {"factor": list(factor), "output_factor": list(output_factor), "degradation": degradation,
-                "sharpness_augment": list(sharpness_augment), "seed": seed}
+                "training_degradations": training_degradations, "sharpness_augment": list(sharpness_augment),
+                "seed": seed}
     digest = _digest(subjects, settings)
     manifest_path = folder / "manifest.json"
     if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("digest") == digest:
@@ -101,12 +126,12 @@ def build_cache(
     folder.mkdir(parents=True)
     pairs = []
     for subject, paths in subjects.items():
-        for name, target, condition, mask in training_pairs(subject, paths, factor, output_factor, degradation,
-                                                            sharpness_augment, seed):
+        for name, target, condition, mask, drawn in training_pairs(subject, paths, factor, output_factor, degradation,
+                                                                   training_degradations, sharpness_augment, seed):
             foreground = np.flatnonzero(mask).astype(np.uint32 if mask.size < 2**32 else np.uint64)
             for array_name, array in zip(ARRAYS, (target, condition, foreground)):
                 np.save(folder / f"{name}.{array_name}.npy", np.ascontiguousarray(array))
-            pairs.append({"name": name, "subject": subject, "shape": list(target.shape)})
+            pairs.append({"name": name, "subject": subject, "shape": list(target.shape), "degradation": drawn})
     with atomic_path(manifest_path) as tmp:
         tmp.write_text(json.dumps({"digest": digest, "pairs": pairs}, indent=1))
     log.info("training cache: %d pairs of %d subjects -> %s", len(pairs), len(subjects), folder)

@@ -85,6 +85,10 @@ def read_model_file(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor
                          "use the mrisr version that wrote it, or retrain")
     known = {field.name for field in fields(ModelSpec)}
     spec_fields = contents.get("spec")
+    if isinstance(spec_fields, dict) and isinstance(spec_fields.get("degradation"), dict):
+        # Files written before `degradations:` existed were all made with the spline operator, and trained on it.
+        spec_fields["degradation"].setdefault("operator", "spline")
+        spec_fields.setdefault("training_degradations", {"pairs": spec_fields["degradation"]})
     if not isinstance(spec_fields, dict) or set(spec_fields) != known:
         raise MrisrError(f"{path}: damaged mrisr model file (its settings are incomplete); retrain it")
     # Files written before `sampler.estimate` existed estimated by the mean of their samples.

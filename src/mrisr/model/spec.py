@@ -36,7 +36,8 @@ class ModelSpec:
     voxel_mm: list[float]       # voxel size of the grid it produces
     patch_size: list[int]       # training patch (a tri-planar model's three slabs come from it)
     sampler: dict               # sampler defaults
-    degradation: dict           # the pairs' order, antialias and noise_std: the LR forward operator
+    degradation: dict           # the pairs' degradation (pairs.degradation): the operator data consistency assumes
+    training_degradations: dict  # name -> degradation of each one its training pairs were drawn from
     train: dict
     train_subjects: list[str]
     provenance: dict
@@ -68,8 +69,14 @@ class ModelSpec:
 
 
 def degradation_of(config: dict) -> dict:
-    """How the pairs made an LR scan from an HR scan, apart from the factor: the forward operator."""
-    return {key: value for key, value in config["pairs"].items() if key != "factor"}
+    """How the pairs made an LR scan from an HR scan, apart from the factor: the degradation ``pairs.degradation``
+    names, the forward operator every model assumes."""
+    return dict(config["degradations"][config["pairs"]["degradation"]])
+
+
+def degradations_named(config: dict, names: list[str]) -> dict[str, dict]:
+    """The degradations ``names`` of the config, by name, in that order."""
+    return {name: dict(config["degradations"][name]) for name in names}
 
 
 def model_settings(config: dict, name: str) -> dict:
@@ -77,7 +84,9 @@ def model_settings(config: dict, name: str) -> dict:
     entry = config["models"][name]
     model = {section: merge(config[section], entry.get(section)) for section in SHARED_SECTIONS}
     model.update(kind=entry["kind"], factor=as_factors(entry.get("factor", config["pairs"]["factor"])).tolist(),
-                 output_factor=as_factors(entry.get("output_factor", 1)).tolist())
+                 output_factor=as_factors(entry.get("output_factor", 1)).tolist(),
+                 # The definitions, not just the names: a changed definition retrains the models drawing from it.
+                 training_degradations=degradations_named(config, model["train"]["degradations"]))
     if entry["kind"] == "regression3d":  # one network pass at t = T per mirrored view: nothing to refine
         model["train"]["warm_start_steps"] = model["train"]["steps"]
         model["sampler"].update(steps=1, n_samples=2 ** len(model["sampler"]["flip_axes"]))
@@ -95,7 +104,8 @@ def model_spec(config: dict, name: str, voxel_mm: list[float], train_subjects: l
         output_factor=model["output_factor"],
         voxel_mm=(np.asarray(voxel_mm, dtype=float) * np.asarray(model["output_factor"])).tolist(),
         patch_size=model["train"]["patch_size"], sampler=model["sampler"], degradation=degradation_of(config),
-        train=model["train"], train_subjects=sorted(train_subjects), provenance=provenance)
+        training_degradations=model["training_degradations"], train=model["train"],
+        train_subjects=sorted(train_subjects), provenance=provenance)
 
 
 def resolve_models(config: dict, read_header: Callable[[str], dict] | None = None) -> dict[str, dict]:

@@ -284,7 +284,7 @@ def run_job(job_path: str) -> None:
         torch.set_num_threads(job["threads_per_process"])
     try:
         spec = ModelSpec(**{**job["spec"], "train": {**job["spec"]["train"], "processes": world.world}})
-        cache_args = (spec.factor, spec.output_factor, spec.degradation)
+        cache_args = (spec.factor, spec.output_factor, spec.degradation, spec.training_degradations)
         if world.main:
             log.info("training %s (%s) on %d subjects, validating on %d; %d process(es) on %s, %s",
                      job["name"], spec.kind, len(job["train_subjects"]), len(job["val_subjects"]), world.world,

@@ -34,7 +34,8 @@ def synthetic_subjects(folder: str | Path, degradation: dict, count: int = 2, sh
         mask = ellipsoid if brain_shaped else hr > 0.3
         paths = {kind: str(folder / f"s{index}_{kind}.nii.gz") for kind in ("hr", "lr", "mask")}
         save_volume(hr, np.eye(4), paths["hr"])
-        save_volume(degrade(hr, 2, **degradation), np.diag([2, 2, 2, 1.0]), paths["lr"])
+        lr = degrade(hr, 2, degradation, np.random.default_rng([index, 1]))
+        save_volume(lr, np.diag([2, 2, 2, 1.0]), paths["lr"])
         save_volume(mask.astype(np.float32), np.eye(4), paths["mask"])
         subjects[f"s{index}"] = paths
     return subjects

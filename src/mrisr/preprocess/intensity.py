@@ -22,7 +22,8 @@ def white_matter_peak(values: np.ndarray) -> float:
     """
     values = values[values > 0]
     if values.size == 0:
-        raise MrisrError("the brain mask covers no positive intensities: the mask missed the brain, or the image is empty")
+        raise MrisrError("the brain mask covers no positive intensities: the mask missed the brain, or the image "
+                         "is empty")
     bright = values[values >= np.median(values)]
     counts, edges = np.histogram(bright, bins=100, range=(bright.min(), np.percentile(bright, 99.9)))
     counts = ndimage.gaussian_filter1d(counts.astype(float), 2)
