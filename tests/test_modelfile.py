@@ -1,6 +1,8 @@
 """The model file: round trip, safe loading, one-line errors for foreign, damaged and old files, network units."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from mrisr.io import MrisrError
 from mrisr.model.modelfile import (
     condition_to_network, image_from_network, load_model, read_model_file, save_model, target_to_network,
 )
-from mrisr.model.spec import ModelSpec, model_spec
+from mrisr.model.spec import model_spec
 
 SPEC = model_spec(tiny_config({"models": {"triplanar": {"factor": [2, 2, 4]}}}), "triplanar", [1.5] * 3, ["a", "b"],
                   {"git_commit": "abc"})
@@ -36,16 +38,12 @@ def test_round_trip_keeps_spec_and_weights(tmp_path):
 
 
 def test_a_file_from_before_the_estimate_setting_keeps_estimating_by_the_mean_of_its_samples(tmp_path):
-    from dataclasses import replace
-
     save_model(tmp_path / "model.pt", replace(SPEC, sampler={"steps": 5, "n_samples": 4}), SPEC.build_network())
     spec, _ = read_model_file(tmp_path / "model.pt")
     assert spec.sampler == {"steps": 5, "n_samples": 4, "estimate": "mean", "flip_axes": []}
 
 
 def test_a_file_from_before_the_flip_axes_setting_keeps_its_left_right_mirroring(tmp_path):
-    from dataclasses import replace
-
     save_model(tmp_path / "model.pt", replace(SPEC, sampler={"estimate": "one_pass", "mirror_samples": True}),
                SPEC.build_network())
     spec, _ = read_model_file(tmp_path / "model.pt")
@@ -82,7 +80,7 @@ def test_a_model_file_of_the_first_format_asks_to_be_retrained(tmp_path):
 
 
 def test_weights_that_do_not_fit_are_refused(tmp_path):
-    save_model(tmp_path / "model.pt", SPEC, ModelSpec(**{**SPEC.__dict__, "kind": "diffusion3d"}).build_network())
+    save_model(tmp_path / "model.pt", SPEC, replace(SPEC, kind="diffusion3d").build_network())
     with pytest.raises(MrisrError, match="weights do not fit"):
         load_model(tmp_path / "model.pt")
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .io import MrisrError
+from .io import MrisrError, exit_status
 
 # Command-line options that override the model file's sampler defaults.
 SAMPLER_OPTIONS = {"steps": "steps", "samples": "n_samples", "estimate": "estimate", "eta": "eta",
@@ -93,12 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    try:
-        args.run(args)
-    except MrisrError as error:
-        print(f"mrisr: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +22,16 @@ import numpy as np
 
 class MrisrError(Exception):
     """An error caused by the user's input or configuration, shown without a traceback."""
+
+
+def exit_status(run: Callable[[], object]) -> int:
+    """A command's exit status: 0 after ``run()``, or 1 with the :class:`MrisrError` as one line on stderr."""
+    try:
+        run()
+    except MrisrError as error:
+        print(f"mrisr: error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 @contextmanager

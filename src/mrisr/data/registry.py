@@ -27,7 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import MrisrError, atomic_path
+from ..io import MrisrError, atomic_path, exit_status
 
 log = logging.getLogger(__name__)
 
@@ -200,15 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"volumes to fetch (default: all: {', '.join(VOLUMES)})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        for name in args.names or VOLUMES:
-            path = fetch_volume(name)
-            print(f"{name}: {path} ({lookup(name).licence})")
-    except MrisrError as error:
-        print(f"mrisr: error: {error}", file=sys.stderr)
-        return 1
-    return 0
 
+    def fetch_all() -> None:
+        for name in args.names or VOLUMES:
+            print(f"{name}: {fetch_volume(name)} ({lookup(name).licence})")
+
+    return exit_status(fetch_all)
 
 if __name__ == "__main__":
     sys.exit(main())
