@@ -21,7 +21,7 @@ run: embedded-data
 	$(BIN)/snakemake --cores $(CORES)
 
 test: embedded-data
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=15
 
 # Unit tests only: no workflow runs, no Slurm, no ROBEX, ANTs or torchrun (about 1.5 minutes on 2 cores).
 test-fast: $(BIN)/activate

@@ -193,9 +193,11 @@ def test_fast_preview_and_its_refusal_to_make_an_uncertainty_map(brain, model, t
 
 
 @pytest.mark.slow
-def test_a_head_is_skull_stripped_by_robex_and_gives_a_brain_estimate(model, tmp_path):
+def test_a_head_is_skull_stripped_and_gives_a_brain_estimate(model, tmp_path):
+    # The atlas mask (ROBEX's reference head registered to the scan): ROBEX itself runs in test_skullstrip.py
+    # and test_preprocess.py, and auto's choice of it for a head in test_skullstrip.py.
     head = low_resolution(load_volume(robex_head_path()))
-    estimate, mask = brain_voxels(tmp_path, head, model)
-    mask_ml = mask.sum() * HR_MM**3 / 1000
+    estimate, mask = brain_voxels(tmp_path, head, model, "--fast", "--skull-strip", "atlas")
+    mask_ml = mask.sum() * np.prod(estimate.header.get_zooms()[:3]) / 1000
     assert 900 < mask_ml < 2000, mask_ml  # a brain, not the head (3.3 l)
     assert estimate.shape == tuple(2 * n for n in head.shape)
