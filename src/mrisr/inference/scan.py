@@ -45,7 +45,7 @@ from ..model.spec import ModelSpec
 from ..pairs.degrade import degrade, noise_free
 from ..preprocess.intensity import WHITE_MATTER_LEVEL, white_matter_peak
 from ..preprocess.orientation import to_canonical, to_scan_order
-from ..preprocess.skullstrip import brain_mask, decide, foreground
+from ..preprocess.skullstrip import brain_mask, decide, foreground, to_ants
 from .sampling import super_resolve
 
 log = logging.getLogger(__name__)
@@ -147,9 +147,7 @@ def n4_bias_field(volume: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> n
     """ANTs N4's multiplicative bias field of ``volume`` in ``mask``, normalised to a mean of 1 in the mask."""
     import ants
 
-    nifti = nib.Nifti1Image(volume, affine)
-    nifti.header.set_xyzt_units("mm", "sec")  # what antspyx expects; it warns otherwise
-    image = ants.from_nibabel_nifti(nifti)
+    image = to_ants(nib.Nifti1Image(volume, affine))
     field = ants.n4_bias_field_correction(image, mask=image.new_image_like(mask.astype(np.float32)),
                                           shrink_factor=2, return_bias_field=True).numpy()
     field = np.clip(field, 1e-3, None)

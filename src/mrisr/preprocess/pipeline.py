@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Sequence
 
 import ants
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -29,7 +28,7 @@ from ..data.embedded import mni152_path
 from ..io import MrisrError, atomic_path, load_volume, save_volume
 from .intensity import normalise_intensity
 from .orientation import axis_codes, obliquity_degrees, to_canonical, to_scan_order
-from .skullstrip import brain_mask, decide, nonzero_mask
+from .skullstrip import brain_mask, decide, nonzero_mask, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +93,6 @@ def load_template(
     nifti = ants.to_nibabel_nifti(image)
     mask = template_mask(image.numpy())
     return Template(image, mask, crop_box(mask, crop_shape, multiple), nifti.affine)
-
-
-def _to_ants(image: nib.Nifti1Image) -> ants.ANTsImage:
-    nifti = nib.Nifti1Image(np.asarray(image.dataobj, np.float32), image.affine)
-    nifti.header.set_xyzt_units("mm", "sec")  # what antspyx expects; it warns otherwise
-    return ants.from_nibabel_nifti(nifti)
 
 
 def _at_spacing(image: ants.ANTsImage, spacing: float | None) -> ants.ANTsImage:
@@ -174,7 +167,7 @@ def preprocess_subject(raw_path: str, template: Template, settings: dict, seed: 
     method, reason = decide(canonical, settings["skull_strip"], settings["stripped_max_ml"], background_level=0.0)
     orientation = _describe_orientation(scan.affine)
     log.info("%s: stored %s; skull strip %s (%s)", subject, orientation, method, reason)
-    moving = _to_ants(canonical)
+    moving = to_ants(canonical)
     lap("load")
 
     if settings["bias_correction"]:

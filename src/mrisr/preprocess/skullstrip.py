@@ -246,6 +246,15 @@ def _synthstrip(head: Path, mask: Path):
     return SynthStrip(in_file=str(head), out_mask=str(mask))
 
 
+def to_ants(image: nib.Nifti1Image):
+    """``image`` as a float32 ANTs image, with the mm units antspyx expects (it warns otherwise)."""
+    import ants
+
+    nifti = nib.Nifti1Image(np.asarray(image.dataobj, np.float32), image.affine)
+    nifti.header.set_xyzt_units("mm", "sec")
+    return ants.from_nibabel_nifti(nifti)
+
+
 def atlas_mask(image: nib.Nifti1Image, seed: int) -> np.ndarray:
     """Brain mask of a head: ROBEX's reference head (with skull) registered to it (ANTs SyN, quick), its brain
     mask carried over. About a fifth of ROBEX's time on a low-resolution head, for a coarser mask."""
@@ -253,13 +262,10 @@ def atlas_mask(image: nib.Nifti1Image, seed: int) -> np.ndarray:
 
     def read(name: str) -> ants.ANTsImage:
         atlas = nib.load(robex_dir() / "ref_vols" / name)
-        nifti = nib.Nifti1Image(np.asarray(atlas.dataobj, np.float32).reshape(atlas.shape[:3]), atlas.affine)
-        nifti.header.set_xyzt_units("mm", "sec")
-        return ants.from_nibabel_nifti(nib.as_closest_canonical(nifti))
+        volume = np.asarray(atlas.dataobj, np.float32).reshape(atlas.shape[:3])
+        return to_ants(nib.as_closest_canonical(nib.Nifti1Image(volume, atlas.affine)))
 
-    scan = nib.Nifti1Image(np.asarray(image.dataobj, np.float32), image.affine)
-    scan.header.set_xyzt_units("mm", "sec")
-    fixed = ants.from_nibabel_nifti(scan)
+    fixed = to_ants(image)
     head, mask = read("atlas.nii.gz"), read("atlas_mask.nii.gz")
     spacing = float(max(voxel_sizes(image.affine)))
     if spacing > max(head.spacing):  # register at the scan's own resolution: no finer than it can tell
