@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "config.yaml"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
+ONE_MODEL_CONFIG = REPO / "tests" / "data" / "one_model.yaml"  # layered over TINY_CONFIG
 
 
 def load_config(*overrides: dict | Path) -> dict:

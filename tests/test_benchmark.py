@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import ONE_MODEL_CONFIG, REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from quality import folds  # noqa: E402
@@ -18,9 +18,11 @@ BASELINES = {"nearest", "trilinear", "cubic", "back_projection"}
 
 @pytest.mark.workflow
 def test_smoke_benchmark_scores_every_model_and_variant(tmp_path):
-    # The core suite; the tiny workflow run (tests/test_workflow.py) covers every model kind.
+    # The core suite, scored from the pairs' own degradation; the tiny workflow run (tests/test_workflow.py)
+    # covers every model kind and degradation.
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality.py"), "--smoke", "--suite", "core",
-                             "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=1200, cwd=REPO)
+                             "--config", str(ONE_MODEL_CONFIG), "--workdir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "psnr_brain_vs_back_projection" in result.stdout  # the table
     record = json.loads((tmp_path / "quality.json").read_text())

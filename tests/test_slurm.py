@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import ONE_MODEL_CONFIG, REPO, TINY_CONFIG
+
 TEST_PROFILE = REPO / "tests" / "slurm" / "profile"
 USER_PROFILE = REPO / "slurm"
 SNAKEMAKE_TIMEOUT_S = 600
@@ -122,10 +123,8 @@ SMALL_RESOURCES = [f"{rule}:mem_mb=800" for rule in
 @pytest.mark.slurm
 def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     # The tiny workflow with its 3D diffusion model only (the other models add jobs, not coverage).
-    one_model = tmp_path / "one_model.yaml"
-    one_model.write_text("models: {triplanar: null, x4to2: null, cascade: null, single4: null}\n")
     run_snakemake_on_slurm(tmp_path, REPO / "Snakefile",
-                           extra_args=["--configfile", str(REPO / "tests" / "data" / "tiny.yaml"), str(one_model),
+                           extra_args=["--configfile", str(TINY_CONFIG), str(ONE_MODEL_CONFIG),
                                        "--set-resources", *SMALL_RESOURCES])
 
     assert (tmp_path / "results/report/index.html").stat().st_size > 10_000
@@ -135,9 +134,9 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
         match = re.search(r"Slurm job (\d+) on \S+ \(CUDA_VISIBLE_DEVICES=(\S*)\)", log.read_text())
         assert match, f"{log.relative_to(tmp_path)} did not run inside a Slurm job"
         job_ids[log.relative_to(tmp_path / "logs").as_posix()] = match.groups()
-    # fetch x3, write_split, preprocess x3, pairs x4 (robex also under k-space), train, validation_figure, and per
-    # evaluated degradation (spline, kspace) super_resolve, evaluate, evaluate_baselines; panel, summarize, report
-    assert len(job_ids) == 22
+    # fetch x3, write_split, preprocess x3, pairs x3, train, validation_figure, super_resolve, evaluate,
+    # evaluate_baselines, panel, summarize, report
+    assert len(job_ids) == 18
     assert len({job for job, _ in job_ids.values()}) == len(job_ids), "rules shared a Slurm job"
     assert job_ids["train/diffusion3d.log"][1], "the training job asked for a GPU but got no CUDA_VISIBLE_DEVICES"
     assert job_ids["super_resolve/diffusion3d/robex.log"][1]
