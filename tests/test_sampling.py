@@ -102,9 +102,9 @@ def test_the_one_pass_estimate_is_the_first_step_and_the_spread_comes_from_the_s
     settings = sampler(steps=3, n_samples=3, eta=1.0, flip_axes=[])
     condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
     network = Convolution(3)
-    one_pass, spread = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "one_pass"}, seed=0)
-    mean, mean_spread = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "mean"}, seed=0)
-    first_step, _ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "steps": 1, "estimate": "mean"},
+    one_pass, spread, _ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "one_pass"}, seed=0)
+    mean, mean_spread, _ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "mean"}, seed=0)
+    first_step, *_ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "steps": 1, "estimate": "mean"},
                                   seed=0)
     np.testing.assert_allclose(one_pass, first_step, atol=1e-6)
     np.testing.assert_array_equal(spread, mean_spread)
