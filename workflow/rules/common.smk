@@ -269,6 +269,9 @@ def applied(model, scan, suffix):
 
 APPLY_OUTPUTS = {"estimate": "desc-sr_T1w.nii.gz", "sd": "desc-srsd_T1w.nii.gz", "mask": "desc-brain_mask.nii.gz",
                  "sidecar": "desc-sr_T1w.json", "panel": "desc-sr_T1w.png"}
+# A calibrated model's error scale and the bounds of its interval at sampler.interval (the level is in the sidecar).
+APPLY_CALIBRATED_OUTPUTS = {"scale": "desc-srscale_T1w.nii.gz", "lower": "desc-srlower_T1w.nii.gz",
+                            "upper": "desc-srupper_T1w.nii.gz"}
 
 
 def evaluate_settings():
