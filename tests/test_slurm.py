@@ -115,7 +115,7 @@ def run_snakemake_on_slurm(
 
 # The test node has little memory; the workflow profile's requests are sized for real data.
 SMALL_RESOURCES = [f"{rule}:mem_mb=800" for rule in
-                   ("fetch", "preprocess", "pairs", "train", "validation_figure", "super_resolve", "evaluate",
+                   ("fetch", "preprocess", "pairs", "train", "calibrate", "super_resolve", "evaluate",
                     "evaluate_baselines", "panel", "report")]
 
 
@@ -135,7 +135,7 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
         match = re.search(r"Slurm job (\d+) on \S+ \(CUDA_VISIBLE_DEVICES=(\S*)\)", log.read_text())
         assert match, f"{log.relative_to(tmp_path)} did not run inside a Slurm job"
         job_ids[log.relative_to(tmp_path / "logs").as_posix()] = match.groups()
-    # fetch x3, write_split, preprocess x3, pairs x4 (robex also under k-space), train, validation_figure, and per
+    # fetch x3, write_split, preprocess x3, pairs x4 (robex also under k-space), train, calibrate, and per
     # evaluated degradation (spline, kspace) super_resolve, evaluate, evaluate_baselines; panel, summarize, report
     assert len(job_ids) == 22
     assert len({job for job, _ in job_ids.values()}) == len(job_ids), "rules shared a Slurm job"
