@@ -58,7 +58,8 @@ def super_resolve_command(args: argparse.Namespace) -> None:
                         "may not hold their level", ", ".join(changed))
     outputs = ScanOutputs(args.output, args.uncertainty, args.mask, sidecar_path(args.output))
     if args.uncertainty:  # a calibrated model's maps go beside the estimate (an uncalibrated one writes the sd only)
-        outputs.scale, outputs.lower, outputs.upper = (beside(args.output, name) for name in ("scale", "lower", "upper"))
+        outputs.scale, outputs.lower, outputs.upper = (beside(args.output, name)
+                                                       for name in ("scale", "lower", "upper"))
     super_resolve_scan(args.input, args.model, settings, outputs, args.seed, skull_strip=args.skull_strip,
                        bias_correction=args.bias_correction, normalize=args.normalize, brain_only=args.brain_only,
                        voxel_size_check=not args.ignore_voxel_size, provenance=provenance(Path(__file__).parent))

@@ -170,9 +170,9 @@ def evaluate_model(
         raise MrisrError(f"{sr_path}: shape {estimate.shape} does not match the HR reference {hr.shape}")
     row = score(hr, lr, mask, estimate, factor, degradation, tissue_classes, spread)
     scale = load_volume(scale_path).get_fdata(dtype=np.float32) if scale_path else None
+    calibration = json.loads(Path(scale_sidecar).read_text())["calibration"] if scale_path else None
     uncertainty, curves = uncertainty_tables(hr, lr, mask, estimate, spread,
-                                             load_volume(view_sd_path).get_fdata(dtype=np.float32), scale,
-                                             json.loads(Path(scale_sidecar).read_text())["calibration"] if scale_path else None)
+                                             load_volume(view_sd_path).get_fdata(dtype=np.float32), scale, calibration)
     calibrated = uncertainty.set_index("predictor").reindex(["calibrated scale"]).iloc[0]
     row.update({name: float(calibrated.get(name, np.nan)) for name in UNCERTAINTY_METRICS})
     for table, path in ((uncertainty, uncertainty_path), (curves, reliability_path)):

@@ -53,7 +53,8 @@ def sample_volume(
     """Draw ``settings["n_samples"]`` DDIM samples given the conditioning image (output grid, [0, 1]).
 
     Returns the estimate, the samples' voxel-wise standard deviation (the raw
-    uncertainty map) and the spread of the first step's x0 estimates. The estimate is, with ``estimate: one_pass``, the mean
+    uncertainty map) and the spread of the first step's x0 estimates. The
+    estimate is, with ``estimate: one_pass``, the mean
     of the first step's x0 estimates: the network's posterior mean, which a
     mean of a few samples approaches only with the samples' spread as error
     (docs/decisions/0028-one-pass-estimate.md); with ``estimate: mean``, the mean of the samples.

@@ -83,14 +83,14 @@ def super_resolve_pair(lr_path: str, grid_path: str, stages: Sequence[tuple[str,
         if calibration is None:
             raise MrisrError(f"{stages[-1][0]}: no calibration in this model file, so no error scale or interval")
         scale = error_scale(calibration, cubic, sampled.estimate, sampled.sd, sampled.view_sd)
-        halfwidth = interval_halfwidth(calibration, outputs.interval) * scale
+        quantile = interval_halfwidth(calibration, outputs.interval)
         level = f"{100 * outputs.interval:g} %"
-        write(scale, outputs.scale, f"mrisr SR error scale; {level} interval: ±{interval_halfwidth(calibration, outputs.interval):.3g}x")
-        write(sampled.estimate - halfwidth, outputs.lower, f"mrisr SR lower bound of the {level} interval")
-        write(sampled.estimate + halfwidth, outputs.upper, f"mrisr SR upper bound of the {level} interval")
-        write_json({"interval": outputs.interval, "halfwidth": interval_halfwidth(calibration, outputs.interval),
-                    "meaning": describe(calibration, outputs.interval), "model": stages[-1][0],
-                    "calibration": calibration}, outputs.scale_sidecar)
+        write(scale, outputs.scale, f"mrisr SR error scale; {level} interval: estimate ± {quantile:.3g} x scale")
+        write(sampled.estimate - quantile * scale, outputs.lower, f"mrisr SR lower bound of the {level} interval")
+        write(sampled.estimate + quantile * scale, outputs.upper, f"mrisr SR upper bound of the {level} interval")
+        write_json({"interval": outputs.interval, "halfwidth": quantile, "model": stages[-1][0],
+                    "meaning": describe(calibration, outputs.interval), "calibration": calibration},
+                   outputs.scale_sidecar)
         log.info("%s", describe(calibration, outputs.interval))
     else:
         log.info("%s: not calibrated; only the raw sample sd is written", stages[-1][0] if len(stages) == 1
@@ -131,7 +131,7 @@ def calibrate_model(weights_path: str, validation: dict[str, dict[str, str]], se
         inside = mask > 0.5
         maps = feature_maps(cubic, sampled.estimate, sampled.sd, sampled.view_sd)
         features.append({name: value[inside] for name, value in maps.items()})
-        errors.append(sampled.estimate[inside] - np.clip(hr[inside], 0, 1))
+        errors.append(sampled.estimate[inside] - hr[inside])  # as the evaluation measures it
     subject, cubic, sampled, hr, inside = first
     if not errors:
         save_calibrated(weights_path, model_path, settings, None)
@@ -145,7 +145,7 @@ def calibrate_model(weights_path: str, validation: dict[str, dict[str, str]], se
     calibration["subjects"] = list(validation)
     save_calibrated(weights_path, model_path, settings, calibration)
     scale = error_scale(calibration, cubic, sampled.estimate, sampled.sd, sampled.view_sd)
-    error = sampled.estimate - np.clip(hr, 0, 1)
+    error = sampled.estimate - hr
     curves = {"calibrated scale": pd.DataFrame(reliability(error[inside], scale[inside], calibration)),
               "raw sd, Gaussian": pd.DataFrame(gaussian_reliability(error[inside], sampled.sd[inside]))}
     for name, curve in curves.items():
@@ -154,5 +154,6 @@ def calibrate_model(weights_path: str, validation: dict[str, dict[str, str]], se
     reliability_figure(curves, f"validation subject {subject} (calibration voxels)", reliability_path)
     comparison_panel({"cubic spline": cubic, "model": sampled.estimate, "HR": np.clip(hr, 0, 1)},
                      f"validation subject {subject}", figure_path,
-                     maps=[{"|model − HR|": np.abs(error), "calibrated error scale": scale}, {"sample sd": sampled.sd}])
+                     maps=[{"|model − HR|": np.abs(error), "calibrated error scale": scale},
+                           {"sample sd": sampled.sd}])
     return calibration
