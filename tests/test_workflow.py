@@ -14,6 +14,7 @@ import yaml
 
 from conftest import snakemake
 from helpers import TINY_CONFIG
+from mrisr.evaluation.scoring import UNCERTAINTY_METRICS
 from mrisr.model.modelfile import read_calibration, read_model_file
 
 pytestmark = pytest.mark.workflow
@@ -92,7 +93,11 @@ def test_models_and_baselines_are_compared_on_the_same_voxels(tiny_run):
         methods = {(row.factor, row.method) for row in rows.itertuples()}
         assert methods == {*((f, b) for f in ("2", "4") for b in BASELINES), *((f, m) for m, f in EVALUATED.items())}
     assert set(every["degradation"]) == {"spline", OTHER_DEGRADATION}
-    assert np.isfinite(every.select_dtypes("number").drop(columns="uncertainty_error_corr").to_numpy()).all()
+    # The uncertainty figures exist for the models with a calibrated scale only.
+    uncertainty = ["uncertainty_error_corr", *UNCERTAINTY_METRICS]
+    assert np.isfinite(every.select_dtypes("number").drop(columns=uncertainty).to_numpy()).all()
+    assert every.loc[every["method"].isin(CALIBRATED), UNCERTAINTY_METRICS].notna().all().all()
+    assert every.loc[~every["method"].isin(CALIBRATED), UNCERTAINTY_METRICS].isna().all().all()
     summary = every[every["degradation"] == "spline"]
     assert set(summary["subject"]) == {TEST_SUBJECT}
     metrics = summary[["psnr_brain", "ssim_brain", "psnr_whole", "ssim_whole", "lr_psnr", "dice_gm"]]
