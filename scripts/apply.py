@@ -8,7 +8,8 @@ def main(snakemake):
     output, params = snakemake.output, snakemake.params
     super_resolve_scan(
         snakemake.input.scan, snakemake.input.model, params.sampler,
-        ScanOutputs(output.estimate, output.sd, output.mask, output.sidecar, output.panel), params.seed,
+        ScanOutputs(output.estimate, output.sd, output.mask, output.sidecar, output.panel, output.get("scale"),
+                    output.get("lower"), output.get("upper")), params.seed,
         stripped_max_ml=params.stripped_max_ml, provenance=provenance(snakemake.scriptdir), **params.settings,
     )
 

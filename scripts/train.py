@@ -18,7 +18,7 @@ def main(snakemake):
     hr_voxel_mm = voxel_sizes(nib.load(next(iter(train_subjects.values()))["hr"]).affine).tolist()
     spec = model_spec(snakemake.config, name, hr_voxel_mm, params.train_subjects, provenance(snakemake.scriptdir))
     run_training(name, spec, train_subjects, pairs(params.val_subjects), params.seed, params.folder,
-                 {"model": output.model, "log": output.log_csv, "curves": output.curves}, snakemake.threads,
+                 {"model": output.weights, "log": output.log_csv, "curves": output.curves}, snakemake.threads,
                  snakemake.resources.gpu, snakemake.log[0])
 
 

@@ -49,7 +49,8 @@ def test_a_cohort_is_super_resolved_into_bids_derivatives_and_a_bad_scan_stops_a
     assert "z-scored" in log and "Traceback" not in log
     assert not derivative(tiny_run, "03", "desc-sr_T1w.nii.gz").exists()
     for scan in ("01", "02"):  # ... the others went on
-        for suffix in ("desc-sr_T1w.nii.gz", "desc-srsd_T1w.nii.gz", "desc-brain_mask.nii.gz", "desc-sr_T1w.json"):
+        for suffix in ("desc-sr_T1w.nii.gz", "desc-srsd_T1w.nii.gz", "desc-brain_mask.nii.gz", "desc-sr_T1w.json",
+                       "desc-srscale_T1w.nii.gz", "desc-srlower_T1w.nii.gz", "desc-srupper_T1w.nii.gz"):
             assert derivative(tiny_run, scan, suffix).is_file(), (scan, suffix)
     first, second = (nib.load(derivative(tiny_run, scan, "desc-sr_T1w.nii.gz")) for scan in ("01", "02"))
     assert first.shape == (32, 32, 32) and nib.aff2axcodes(second.affine) == ("L", "I", "A")
@@ -57,6 +58,11 @@ def test_a_cohort_is_super_resolved_into_bids_derivatives_and_a_bad_scan_stops_a
                                nib.as_closest_canonical(first).get_fdata(), rtol=1e-3, atol=1e-3)
     sidecar = json.loads(derivative(tiny_run, "01", "desc-sr_T1w.json").read_text())
     assert sidecar["model_kind"] == "diffusion3d" and sidecar["lr_psnr"] >= sidecar["lr_psnr_cubic"]
+    # The calibrated interval, in the scan's units, at the level the sidecar states.
+    assert sidecar["uncertainty"]["level"] == 0.9 and "90 % interval" in sidecar["uncertainty"]["meaning"]
+    estimate, lower, upper = (nib.load(derivative(tiny_run, "01", f"desc-{name}_T1w.nii.gz")).get_fdata()
+                              for name in ("sr", "srlower", "srupper"))
+    assert np.all(lower <= estimate + 1e-4) and np.all(estimate <= upper + 1e-4) and (upper > lower).any()
 
     snakemake(tiny_run, "--configfile", str(TINY_CONFIG), apply_config(cohort, exclude=["03"]))
     html = (tiny_run / "results/apply/report.html").read_text()

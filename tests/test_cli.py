@@ -1,6 +1,7 @@
 """`mrisr super-resolve`: any LR NIfTI in, SR out on the right grid; clear errors on a mismatch."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -28,6 +29,13 @@ def test_super_resolve_keeps_orientation_and_grid(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     sr, hr = nib.load(tmp_path / "sr.nii.gz"), nib.load(tiny_run / "results/preproc/robex/T1w_brain.nii.gz")
     assert sr.shape == hr.shape and nib.load(tmp_path / "sd.nii.gz").shape == hr.shape
+    # The calibrated model's interval beside the output, its level in the sidecar and the NIfTI description; the
+    # sampler asked for is not the one it was calibrated with, and the log says so.
+    lower, upper = (nib.load(tmp_path / f"sr_{name}.nii.gz") for name in ("lower", "upper"))
+    assert np.all(lower.get_fdata() <= sr.get_fdata() + 1e-3) and np.all(sr.get_fdata() <= upper.get_fdata() + 1e-3)
+    assert "90 % interval" in upper.header["descrip"].tobytes().decode()
+    assert json.loads((tmp_path / "sr.json").read_text())["uncertainty"]["level"] == 0.9
+    assert "differ from those the model file was calibrated with" in result.stderr
     assert nib.aff2axcodes(sr.affine) == nib.aff2axcodes(flipped.affine)
     np.testing.assert_allclose(np.abs(np.diag(sr.affine))[:3], np.abs(np.diag(hr.affine))[:3])
     # Same field of view: the flipped SR is the HR-grid SR read backwards.

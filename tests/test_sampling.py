@@ -102,9 +102,9 @@ def test_the_one_pass_estimate_is_the_first_step_and_the_spread_comes_from_the_s
     settings = sampler(steps=3, n_samples=3, eta=1.0, flip_axes=[])
     condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
     network = Convolution(3)
-    one_pass, spread = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "one_pass"}, seed=0)
-    mean, mean_spread = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "mean"}, seed=0)
-    first_step, _ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "steps": 1, "estimate": "mean"},
+    one_pass, spread, _ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "one_pass"}, seed=0)
+    mean, mean_spread, _ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "estimate": "mean"}, seed=0)
+    first_step, *_ = sample_volume(condition, network, STAND_IN_SPEC, {**settings, "steps": 1, "estimate": "mean"},
                                   seed=0)
     np.testing.assert_allclose(one_pass, first_step, atol=1e-6)
     np.testing.assert_array_equal(spread, mean_spread)
@@ -120,3 +120,12 @@ def test_with_a_scaled_input_the_first_step_does_not_depend_on_the_noise():
         spreads[scale_input] = sample_volume(condition, Convolution(3), spec, settings, seed=0)[1].max()
     # Raw x_T is noise the network must learn to ignore; scaled, each sample's first estimate is the same.
     assert spreads[False] > 1e-3 and spreads[True] < 1e-3 * spreads[False]
+
+
+def test_the_view_spread_is_the_first_steps_spread_over_the_mirrored_views():
+    settings = sampler(steps=2, n_samples=2, eta=0.0, estimate="one_pass")
+    condition = np.random.default_rng(0).random((12, 10, 8), np.float32)
+    unmirrored = sample_volume(condition, Convolution(3), STAND_IN_SPEC, {**settings, "flip_axes": []}, seed=0)
+    mirrored = sample_volume(condition, Convolution(3), STAND_IN_SPEC, {**settings, "flip_axes": [0]}, seed=0)
+    # With a scaled input the first step sees (almost) no noise: one view gives one answer, two views two.
+    assert mirrored.view_sd.max() > 1e-3 and unmirrored.view_sd.max() < 0.1 * mirrored.view_sd.max()

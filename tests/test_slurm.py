@@ -116,7 +116,7 @@ def run_snakemake_on_slurm(
 
 # The test node has little memory; the workflow profile's requests are sized for real data.
 SMALL_RESOURCES = [f"{rule}:mem_mb=800" for rule in
-                   ("fetch", "preprocess", "pairs", "train", "validation_figure", "super_resolve", "evaluate",
+                   ("fetch", "preprocess", "pairs", "train", "calibrate", "super_resolve", "evaluate",
                     "evaluate_baselines", "panel", "report")]
 
 
@@ -134,8 +134,8 @@ def test_tiny_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
         match = re.search(r"Slurm job (\d+) on \S+ \(CUDA_VISIBLE_DEVICES=(\S*)\)", log.read_text())
         assert match, f"{log.relative_to(tmp_path)} did not run inside a Slurm job"
         job_ids[log.relative_to(tmp_path / "logs").as_posix()] = match.groups()
-    # fetch x3, write_split, preprocess x3, pairs x3, train, validation_figure, super_resolve, evaluate,
-    # evaluate_baselines, panel, summarize, report
+    # fetch x3, write_split, preprocess x3, pairs x3, train, calibrate, super_resolve, evaluate, evaluate_baselines,
+    # panel, summarize, report
     assert len(job_ids) == 18
     assert len({job for job, _ in job_ids.values()}) == len(job_ids), "rules shared a Slurm job"
     assert job_ids["train/diffusion3d.log"][1], "the training job asked for a GPU but got no CUDA_VISIBLE_DEVICES"

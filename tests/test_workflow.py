@@ -1,6 +1,7 @@
 """The real workflow, end to end, on the tiny config: outputs, report, reruns, determinism, bad input."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -13,7 +14,8 @@ import yaml
 
 from conftest import snakemake
 from helpers import TINY_CONFIG
-from mrisr.model.modelfile import read_model_file
+from mrisr.evaluation.scoring import UNCERTAINTY_METRICS
+from mrisr.model.modelfile import read_calibration, read_model_file
 
 pytestmark = pytest.mark.workflow
 
@@ -21,6 +23,8 @@ SUBJECTS = ["mni152", "mni152def01", "robex"]
 TEST_SUBJECT = "robex"
 TRAINED = ["diffusion3d", "triplanar", "x4to2", "single4"]
 EVALUATED = {"diffusion3d": "2", "triplanar": "2", "cascade": "4", "single4": "4"}
+# Evaluated models with a calibrated error scale: not the cascade (its stages are calibrated on real LR scans alone).
+CALIBRATED = ["diffusion3d", "triplanar", "single4"]
 BASELINES = ["nearest", "trilinear", "cubic", "back_projection"]
 # tests/data/tiny.yaml scores the test subject from LRs of two degradations: the pairs' own (today's paths) and kspace.
 OTHER_DEGRADATION = "kspace"
@@ -31,11 +35,16 @@ def test_every_output_exists(tiny_run):
                 "results/metrics/summary.csv"]
     for model in TRAINED:
         expected += [f"results/models/{model}/{name}"
-                     for name in ("model.pt", "train_log.csv", "training_curves.png", "validation.png")]
+                     for name in ("weights.pt", "model.pt", "train_log.csv", "training_curves.png", "validation.png",
+                                  "reliability.png")]
     for model in EVALUATED:
-        expected += [f"results/sr/{model}/{TEST_SUBJECT}/sr.nii.gz", f"results/sr/{model}/{TEST_SUBJECT}/sr_std.nii.gz",
-                     f"results/metrics/{TEST_SUBJECT}/model_{model}.csv",
-                     f"results/metrics/{TEST_SUBJECT}/model_{model}_calibration.csv"]
+        expected += [f"results/sr/{model}/{TEST_SUBJECT}/{name}" for name in ("sr.nii.gz", "sr_std.nii.gz",
+                                                                             "sr_view_sd.nii.gz")]
+        expected += [f"results/metrics/{TEST_SUBJECT}/model_{model}{name}.csv"
+                     for name in ("", "_calibration", "_uncertainty", "_reliability")]
+    for model in CALIBRATED:
+        expected += [f"results/sr/{model}/{TEST_SUBJECT}/sr_{name}" for name in ("scale.nii.gz", "lower.nii.gz",
+                                                                                "upper.nii.gz", "scale.json")]
     for factor in ("2", "4"):
         expected += [f"results/metrics/{TEST_SUBJECT}/baselines_x{factor}.csv",
                      f"results/figures/{TEST_SUBJECT}_x{factor}_panel.png"]
@@ -84,7 +93,11 @@ def test_models_and_baselines_are_compared_on_the_same_voxels(tiny_run):
         methods = {(row.factor, row.method) for row in rows.itertuples()}
         assert methods == {*((f, b) for f in ("2", "4") for b in BASELINES), *((f, m) for m, f in EVALUATED.items())}
     assert set(every["degradation"]) == {"spline", OTHER_DEGRADATION}
-    assert np.isfinite(every.select_dtypes("number").drop(columns="uncertainty_error_corr").to_numpy()).all()
+    # The uncertainty figures exist for the models with a calibrated scale only.
+    uncertainty = ["uncertainty_error_corr", *UNCERTAINTY_METRICS]
+    assert np.isfinite(every.select_dtypes("number").drop(columns=uncertainty).to_numpy()).all()
+    assert every.loc[every["method"].isin(CALIBRATED), UNCERTAINTY_METRICS].notna().all().all()
+    assert every.loc[~every["method"].isin(CALIBRATED), UNCERTAINTY_METRICS].isna().all().all()
     summary = every[every["degradation"] == "spline"]
     assert set(summary["subject"]) == {TEST_SUBJECT}
     metrics = summary[["psnr_brain", "ssim_brain", "psnr_whole", "ssim_whole", "lr_psnr", "dice_gm"]]
@@ -115,6 +128,33 @@ def test_the_triplanar_model_and_the_cascade_give_their_own_estimates(tiny_run):
     assert spec.factor == [4.0] * 3 and spec.output_factor == [2.0] * 3 and spec.kind == "regression3d"
 
 
+def test_calibrated_maps_bound_the_estimate_and_say_their_level(tiny_run):
+    hr = nib.load(tiny_run / f"results/preproc/{TEST_SUBJECT}/T1w_brain.nii.gz").get_fdata()
+    mask = nib.load(tiny_run / f"results/preproc/{TEST_SUBJECT}/brain_mask.nii.gz").get_fdata() > 0.5
+    for model in CALIBRATED:
+        folder = tiny_run / f"results/sr/{model}/{TEST_SUBJECT}"
+        maps = {name: nib.load(folder / f"sr_{name}.nii.gz") for name in ("scale", "lower", "upper")}
+        estimate = nib.load(folder / "sr.nii.gz").get_fdata()
+        sidecar = json.loads((folder / "sr_scale.json").read_text())
+        assert sidecar["interval"] == 0.9 and "90 %" in maps["lower"].header["descrip"].tobytes().decode()
+        scale, lower, upper = (maps[name].get_fdata() for name in ("scale", "lower", "upper"))
+        assert scale.min() > 0
+        np.testing.assert_allclose(upper - estimate, sidecar["halfwidth"] * scale, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(estimate - lower, sidecar["halfwidth"] * scale, rtol=1e-4, atol=1e-6)
+        # The evaluation's coverage is the share of brain voxels the written bounds hold.
+        table = pd.read_csv(tiny_run / f"results/metrics/{TEST_SUBJECT}/model_{model}_uncertainty.csv")
+        rows = table.set_index("predictor")
+        held = np.mean((lower[mask] <= hr[mask]) & (hr[mask] <= upper[mask]))
+        assert abs(rows.loc["calibrated scale", "coverage_90"] - held) < 1e-3
+        assert set(rows.index) == {"calibrated scale", "raw sample sd", "mirrored-view sd", "cubic gradient",
+                                   "|estimate − cubic|"}
+        assert rows[["spearman", "auroc_worst10"]].loc["calibrated scale"].between(-1, 1).all()
+    # The calibration is in the model file a user takes to the CLI; the cascade, without one, writes the raw sd only.
+    assert read_calibration(tiny_run / "results/models/diffusion3d/model.pt")["subjects"] == ["mni152def01"]
+    assert read_calibration(tiny_run / "results/models/diffusion3d/weights.pt") is None
+    assert not (tiny_run / f"results/sr/cascade/{TEST_SUBJECT}/sr_scale.nii.gz").exists()
+
+
 def test_report_is_self_contained_and_has_the_tables(tiny_run):
     html = (tiny_run / "results/report/index.html").read_text()
     for heading in ("Summary", "Models", "Test subjects", "Training", "Data and preprocessing",
@@ -123,6 +163,7 @@ def test_report_is_self_contained_and_has_the_tables(tiny_run):
     for method in [*BASELINES, *EVALUATED]:
         assert f"<td>{method}</td>" in html
     assert "Δ PSNR vs cubic" in html and "Δ PSNR vs BP" in html and "± " in html and "Calibration" in html
+    assert "Uncertainty, brain voxels" in html and "Reliability" in html and "<td>calibrated scale</td>" in html
     # One summary table per degradation, saying which operator back-projection assumes.
     assert "LR by spline (" in html and f"LR by {OTHER_DEGRADATION} (k-space truncation)" in html
     assert html.count("back_projection (assumes spline)") == 2 * 2  # both degradations, both factors
@@ -150,8 +191,7 @@ def planned_jobs(workdir, config: dict, *extra: str) -> dict[str, int]:
     return {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line.strip()}
 
 
-# validation_figure: every retrained model redraws its validation figure.
-DOWNSTREAM = {"super_resolve", "evaluate", "panel", "summarize", "report", "all", "validation_figure"}
+DOWNSTREAM = {"calibrate", "super_resolve", "super_resolve_raw", "evaluate", "panel", "summarize", "report", "all"}
 
 
 def changed(section_path, value, drop=()):
@@ -168,26 +208,32 @@ def changed(section_path, value, drop=()):
 
 # Every evaluated model samples and is scored twice: from the LR of each degradation of tests/data/tiny.yaml.
 @pytest.mark.parametrize("edit,expected", [
-    # shared training settings: every trained model retrains, every model re-samples
-    (changed(["train", "steps"], 14), {"train": 4, "super_resolve": 8, "evaluate": 8}),
+    # shared training settings: every trained model retrains and recalibrates, every model re-samples (the cascade
+    # without calibration)
+    (changed(["train", "steps"], 14),
+     {"train": 4, "calibrate": 4, "super_resolve": 6, "super_resolve_raw": 2, "evaluate": 8}),
     # one model's own settings: that model only
-    (changed(["models", "triplanar", "train", "steps"], 9), {"train": 1, "super_resolve": 2, "evaluate": 2}),
-    # the sampler: every model that samples with it (the regression models take one pass whatever it says)
-    (changed(["sampler", "steps"], 4), {"super_resolve": 6, "evaluate": 6}),
+    (changed(["models", "triplanar", "train", "steps"], 9),
+     {"train": 1, "calibrate": 1, "super_resolve": 2, "evaluate": 2}),
+    # the sampler: every model that samples with it recalibrates and re-samples, nothing retrains (the regression
+    # models take one pass whatever it says)
+    (changed(["sampler", "steps"], 4), {"calibrate": 2, "super_resolve": 4, "super_resolve_raw": 2, "evaluate": 6}),
     # the factor: new pairs, retraining and re-sampling of the models that start from it; nothing upstream
     (changed(["pairs", "factor"], [2, 2, 4], drop=["cascade"]),
-     {"pairs": 4, "train": 2, "super_resolve": 4, "evaluate": 4, "evaluate_baselines": 2}),
+     {"pairs": 4, "train": 2, "calibrate": 2, "super_resolve": 4, "evaluate": 4, "evaluate_baselines": 2}),
     # one more evaluated degradation: its LRs of the test subject (both factors), every model and baseline from them
     (changed(["evaluate", "degradations"], ["spline", "kspace", "block"]),
-     {"pairs": 2, "super_resolve": 4, "evaluate": 4, "evaluate_baselines": 2}),
+     {"pairs": 2, "super_resolve": 3, "super_resolve_raw": 1, "evaluate": 4, "evaluate_baselines": 2}),
     # a degradation's definition: its pairs, and the model that trains on it (triplanar draws from spline and block)
-    (changed(["degradations", "block", "noise_std"], 0.02), {"train": 1, "super_resolve": 2, "evaluate": 2}),
+    (changed(["degradations", "block", "noise_std"], 0.02),
+     {"train": 1, "calibrate": 1, "super_resolve": 2, "evaluate": 2}),
     (changed(["degradations", "kspace", "noise_std"], 0.02),
-     {"pairs": 2, "super_resolve": 4, "evaluate": 4, "evaluate_baselines": 2}),
+     {"pairs": 2, "super_resolve": 3, "super_resolve_raw": 1, "evaluate": 4, "evaluate_baselines": 2}),
 ])
 def test_a_config_change_reruns_its_stage_and_nothing_before(tiny_run, edit, expected):
     jobs = planned_jobs(tiny_run, edit)
     assert {rule: count for rule, count in jobs.items() if rule in expected} == expected
+    assert jobs.get("calibrate", 0) == expected.get("calibrate", 0)  # recalibrating is a stage of its own
     assert set(jobs) - set(expected) <= DOWNSTREAM
     assert "Nothing to be done" in snakemake(tiny_run, "--configfile", str(TINY_CONFIG), "--dry-run").stdout
 
@@ -199,6 +245,11 @@ def test_a_pretrained_model_is_applied_without_training(tiny_run, tmp_path):
     config["split"] = {"test": ["robex"]}  # no training subjects needed
     jobs = planned_jobs(tiny_run, config)
     assert "train" not in jobs and jobs["super_resolve"] == 2 and jobs["evaluate"] == 2  # from each degradation's LR
+    assert "calibrate" not in jobs  # the file's own calibration is used
+    # A file without calibration (here the weights before it): the estimate and the raw sd only.
+    config["models"]["theirs"]["pretrained"] = str(tiny_run / "results/models/diffusion3d/weights.pt")
+    jobs = planned_jobs(tiny_run, config)
+    assert "super_resolve" not in jobs and jobs["super_resolve_raw"] == 2 and jobs["evaluate"] == 2
     old = tmp_path / "old.pt"
     torch.save({"state_dict": {}, "model": {}, "diffusion": {}}, old)
     config["models"]["theirs"]["pretrained"] = str(old)

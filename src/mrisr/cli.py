@@ -24,6 +24,13 @@ def sidecar_path(output: str) -> str:
     return str(Path(output).with_name(stem + ".json"))
 
 
+def beside(output: str, suffix: str) -> str:
+    """A file beside an output NIfTI: ``sr.nii.gz``, ``scale`` -> ``sr_scale.nii.gz``."""
+    name = Path(output).name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+    return str(Path(output).with_name(f"{stem}_{suffix}.nii.gz"))
+
+
 def super_resolve_command(args: argparse.Namespace) -> None:
     """Super-resolve a T1w scan at the model's factor, on its own grid, in its own orientation and units."""
     import torch
@@ -42,7 +49,17 @@ def super_resolve_command(args: argparse.Namespace) -> None:
                      if getattr(args, option) is not None})
     if args.no_autocast:
         settings["autocast"] = False
+    if args.interval is not None:
+        settings["interval"] = args.interval
+    changed = sorted(key for key in ("steps", "n_samples", "eta", "data_consistency", "estimate")
+                     if settings.get(key) != spec.sampler.get(key))
+    if args.uncertainty and changed:
+        logging.warning("sampler settings %s differ from those the model file was calibrated with: its intervals "
+                        "may not hold their level", ", ".join(changed))
     outputs = ScanOutputs(args.output, args.uncertainty, args.mask, sidecar_path(args.output))
+    if args.uncertainty:  # a calibrated model's maps go beside the estimate (an uncalibrated one writes the sd only)
+        outputs.scale, outputs.lower, outputs.upper = (beside(args.output, name)
+                                                       for name in ("scale", "lower", "upper"))
     super_resolve_scan(args.input, args.model, settings, outputs, args.seed, skull_strip=args.skull_strip,
                        bias_correction=args.bias_correction, normalize=args.normalize, brain_only=args.brain_only,
                        voxel_size_check=not args.ignore_voxel_size, provenance=provenance(Path(__file__).parent))
@@ -61,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("input", help="low-resolution T1w NIfTI (3D): a head or a skull-stripped brain")
     sr.add_argument("--model", required=True, help="model.pt written by the workflow's train rule")
     sr.add_argument("--output", required=True, help="super-resolved NIfTI to write (a JSON sidecar goes beside it)")
-    sr.add_argument("--uncertainty", help="also write the voxel-wise sample sd here")
+    sr.add_argument("--uncertainty",
+                    help="also write the voxel-wise sample sd here and, with a calibrated model, its error scale and "
+                         "the interval's bounds beside the output (<output>_scale, _lower, _upper.nii.gz)")
+    sr.add_argument("--interval", type=float,
+                    help="level of the calibrated interval written with --uncertainty (default: the model file's)")
     sr.add_argument("--mask", help="also write the brain mask used, on the output grid")
     sr.add_argument("--brain-only", action="store_true", help="zero outside the brain (default: cubic there)")
     sr.add_argument("--fast", action="store_true", help="a preview: one network pass, no samples, no uncertainty")

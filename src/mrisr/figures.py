@@ -72,3 +72,20 @@ def training_curves(log: pd.DataFrame, path: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(figure, path)
+
+
+def reliability_figure(curves: dict[str, pd.DataFrame], title: str, path: str) -> Path:
+    """Empirical against nominal coverage of intervals, one line per curve (columns ``level`` and ``coverage``),
+    with the identity: a line on it holds what its intervals claim."""
+    figure, ax = plt.subplots(figsize=(4.2, 3.6))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="as claimed")
+    for name, curve in curves.items():
+        ax.plot(curve["level"], curve["coverage"], "o-", markersize=3, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("nominal coverage of the interval")
+    ax.set_ylabel("empirical coverage (brain voxels)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(figure, path)

@@ -15,7 +15,8 @@ rule apply:
         scan=lambda wildcards: APPLY_FILES[wildcards.scan],
         model=lambda wildcards: model_file(wildcards.model),
     output:
-        **{name: APPLY_PATTERN.replace("{suffix}", suffix) for name, suffix in APPLY_OUTPUTS.items()},
+        **{name: APPLY_PATTERN.replace("{suffix}", suffix)
+           for name, suffix in {**APPLY_OUTPUTS, **APPLY_CALIBRATED_OUTPUTS}.items()},
     log:
         "logs/apply/{model}/{scan}_res-{res}.log",
     params:
@@ -25,6 +26,8 @@ rule apply:
         sampler=lambda wildcards: canonical(MODELS[wildcards.model]["sampler"]),
         stripped_max_ml=config["preprocess"]["stripped_max_ml"],
         seed=config["seed"],
+    wildcard_constraints:
+        model="|".join(CALIBRATED) or "(?!)",
     threads: 1
     resources:
         gpu=GPUS,
@@ -32,6 +35,14 @@ rule apply:
         "../../envs/pytorch.yaml"
     script:
         "../../scripts/apply.py"
+
+
+# A model without calibration (a pretrained file without one): the estimate and the raw sd only.
+use rule apply as apply_raw with:
+    output:
+        **{name: APPLY_PATTERN.replace("{suffix}", suffix) for name, suffix in APPLY_OUTPUTS.items()},
+    wildcard_constraints:
+        model="|".join(name for name in MODELS if name not in CALIBRATED) or "(?!)",
 
 
 rule apply_report:

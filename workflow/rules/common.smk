@@ -220,9 +220,28 @@ def evaluated_at(factor):
 
 
 def validation_files(model):
-    """HR and LR (at the model's factor) of the subject the validation figure shows: the first validation subject."""
-    subject = (VAL or TRAIN)[0]
-    return {"hr": hr_file(subject), "lr": lr_file(subject, factor_of(model))}
+    """HR, LR (at the model's factor) and brain mask of each subject a model is calibrated on: the validation
+    subjects (without any, the first training subject, whose errors understate a held-out subject's)."""
+    return {f"{kind}_{subject}": path for subject in VAL or TRAIN[:1]
+            for kind, path in (("hr", hr_file(subject)), ("lr", lr_file(subject, factor_of(model))),
+                               ("mask", mask_file(subject)))}
+
+
+def calibrated(model):
+    """Whether a model's estimates come with a calibrated error scale and interval: a trained model that produces
+    the HR grid, or a pretrained file that holds a calibration; never a cascade."""
+    entry = MODELS[model]
+    if entry["kind"] == "cascade" or any(f != 1 for f in entry["output_factor"]):
+        return False
+    if "pretrained" in entry:
+        from mrisr.model.modelfile import read_calibration
+
+        return read_calibration(entry["pretrained"]) is not None
+    return True
+
+
+# Models whose estimates come with a calibrated error scale and interval bounds (super_resolve, not super_resolve_raw).
+CALIBRATED = [name for name in MODELS if calibrated(name)]
 
 
 def estimates(subject, factor, name):
@@ -250,6 +269,9 @@ def applied(model, scan, suffix):
 
 APPLY_OUTPUTS = {"estimate": "desc-sr_T1w.nii.gz", "sd": "desc-srsd_T1w.nii.gz", "mask": "desc-brain_mask.nii.gz",
                  "sidecar": "desc-sr_T1w.json", "panel": "desc-sr_T1w.png"}
+# A calibrated model's error scale and the bounds of its interval at sampler.interval (the level is in the sidecar).
+APPLY_CALIBRATED_OUTPUTS = {"scale": "desc-srscale_T1w.nii.gz", "lower": "desc-srlower_T1w.nii.gz",
+                            "upper": "desc-srupper_T1w.nii.gz"}
 
 
 def evaluate_settings():

@@ -9,9 +9,16 @@ rule evaluate:
         mask=mask_file("{subject}"),
         sr=f"{RESULTS}/sr/{{model}}/{{subject}}{{degradation}}/sr.nii.gz",
         sr_std=f"{RESULTS}/sr/{{model}}/{{subject}}{{degradation}}/sr_std.nii.gz",
+        sr_view_sd=f"{RESULTS}/sr/{{model}}/{{subject}}{{degradation}}/sr_view_sd.nii.gz",
+        # A calibrated model's error scale, and the sidecar that records its calibration.
+        calibrated=lambda wildcards: [f"{RESULTS}/sr/{wildcards.model}/{wildcards.subject}{wildcards.degradation}/"
+                                      f"{name}" for name in ("sr_scale.nii.gz", "sr_scale.json")]
+        if calibrated(wildcards.model) else [],
     output:
         metrics=f"{RESULTS}/metrics/{{subject}}{{degradation}}/model_{{model}}.csv",
         calibration=f"{RESULTS}/metrics/{{subject}}{{degradation}}/model_{{model}}_calibration.csv",
+        uncertainty=f"{RESULTS}/metrics/{{subject}}{{degradation}}/model_{{model}}_uncertainty.csv",
+        reliability=f"{RESULTS}/metrics/{{subject}}{{degradation}}/model_{{model}}_reliability.csv",
     log:
         "logs/evaluate/{model}/{subject}{degradation}.log",
     params:

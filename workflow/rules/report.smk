@@ -3,6 +3,8 @@
 # Per test subject: its slice panel at each factor, and each model's calibration table.
 PANELS = {s: {f: f"{RESULTS}/figures/{s}_x{f}_panel.png" for f in EVALUATED_FACTORS} for s in TEST}
 CALIBRATION = {s: {m: f"{RESULTS}/metrics/{s}/model_{m}_calibration.csv" for m in EVALUATED} for s in TEST}
+UNCERTAINTY = {s: {m: f"{RESULTS}/metrics/{s}/model_{m}_uncertainty.csv" for m in EVALUATED} for s in TEST}
+RELIABILITY = {s: {m: f"{RESULTS}/metrics/{s}/model_{m}_reliability.csv" for m in EVALUATED} for s in TEST}
 
 
 rule report:
@@ -14,6 +16,8 @@ rule report:
         validation=expand(f"{RESULTS}/models/{{model}}/validation.png", model=TRAINED),
         panels=[path for by_factor in PANELS.values() for path in by_factor.values()],
         calibration=[path for by_model in CALIBRATION.values() for path in by_model.values()],
+        uncertainty=[path for table in (UNCERTAINTY, RELIABILITY) for by_model in table.values()
+                     for path in by_model.values()],
         qc=expand(f"{RESULTS}/preproc/{{subject}}/qc.png", subject=SUBJECTS),
         timing=expand(f"{RESULTS}/preproc/{{subject}}/timing.csv", subject=SUBJECTS),
         qc_csv=expand(f"{RESULTS}/preproc/{{subject}}/qc.csv", subject=SUBJECTS),
@@ -32,6 +36,8 @@ rule report:
         trained=TRAINED,
         panels=PANELS,
         calibration=CALIBRATION,
+        uncertainty=UNCERTAINTY,
+        reliability=RELIABILITY,
         subjects=SUBJECTS,
         excluded_qc={subject: QC_RECORD.format(subject=subject) for subject in EXCLUDED},
     conda:

@@ -1,12 +1,13 @@
 # Stage 4: each trainable model in `models:`, trained once on all training pairs (a GPU job), data-parallel
-# over the job's GPUs or CPU cores through torchrun.
+# over the job's GPUs or CPU cores through torchrun; then calibrated on the validation subjects, which writes the
+# model file a user takes to `mrisr super-resolve`.
 
 
 rule train:
     input:
         unpack(lambda wildcards: training_files(wildcards.model)),
     output:
-        model=f"{RESULTS}/models/{{model}}/model.pt",
+        weights=f"{RESULTS}/models/{{model}}/weights.pt",
         log_csv=f"{RESULTS}/models/{{model}}/train_log.csv",
         curves=report(
             f"{RESULTS}/models/{{model}}/training_curves.png",
@@ -38,26 +39,38 @@ rule train:
         "../../scripts/train.py"
 
 
-rule validation_figure:
+rule calibrate:
     input:
         unpack(lambda wildcards: validation_files(wildcards.model)),
-        model=f"{RESULTS}/models/{{model}}/model.pt",
+        weights=f"{RESULTS}/models/{{model}}/weights.pt",
     output:
+        model=f"{RESULTS}/models/{{model}}/model.pt",
         validation=report(
             f"{RESULTS}/models/{{model}}/validation.png",
             caption="../report/validation.rst",
             category="Training",
             subcategory="{model}",
         ),
+        reliability=report(
+            f"{RESULTS}/models/{{model}}/reliability.png",
+            caption="../report/reliability.rst",
+            category="Training",
+            subcategory="{model}",
+        ),
     log:
-        "logs/validation_figure/{model}.log",
+        "logs/calibrate/{model}.log",
     params:
+        # The sampler the model is calibrated for becomes the model file's sampler defaults: changing it
+        # recalibrates and re-samples, and retrains nothing.
         sampler=lambda wildcards: canonical(MODELS[wildcards.model]["sampler"]),
+        subjects=VAL or TRAIN[:1],
         seed=config["seed"],
     wildcard_constraints:
         model="|".join(TRAINED) or "(?!)",
     threads: 1
+    resources:
+        gpu=GPUS,
     conda:
         "../../envs/pytorch.yaml"
     script:
-        "../../scripts/validation_figure.py"
+        "../../scripts/calibrate.py"

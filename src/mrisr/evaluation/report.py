@@ -13,6 +13,7 @@ import yaml
 
 from ..pairs.degrade import describe
 from ..preprocess.qc import table as qc_table
+from ..figures import reliability_figure
 from .figures import calibration_figure, metric_strip
 from .scoring import method_summary
 from ..io import atomic_path, write_json
@@ -118,14 +119,16 @@ def _html(table: pd.DataFrame, **options) -> str:
 
 def build_report(
     summary_csv: str, split_tsv: str, train_logs: dict[str, str], curves: dict[str, str], validation: dict[str, str],
-    panels: dict[str, dict[str, str]], calibration: dict[str, dict[str, str]], qc_pngs: dict[str, str],
+    panels: dict[str, dict[str, str]], calibration: dict[str, dict[str, str]],
+    uncertainty: dict[str, dict[str, str]], reliability: dict[str, dict[str, str]], qc_pngs: dict[str, str],
     timing_csvs: list[str], qc_csvs: list[str], excluded_qc_csvs: dict[str, str], config: dict,
     models: dict[str, dict], provenance: dict, html_path: str, provenance_path: str, work_dir: str,
 ) -> None:
     """The ``report`` stage: render the page and write the provenance record beside it.
 
-    ``panels`` and ``calibration`` map a test subject to its figures (by
-    factor) and calibration tables (by model).
+    ``panels`` map a test subject to its figures (by factor);
+    ``calibration``, ``uncertainty`` and ``reliability`` to its tables of
+    each model (:mod:`mrisr.evaluation.scoring`).
     """
     table = pd.read_csv(summary_csv, dtype={"factor": str})
     split = pd.read_csv(split_tsv, sep="\t").fillna("")
@@ -150,6 +153,8 @@ def build_report(
             calibration_figure(tables, f"test subject {subject}", str(calibration_png))
             calibration_uri = embed_png(calibration_png)
         subjects[subject] = {"table": _html(shown, float_format="%.4f"), "calibration": calibration_uri,
+                             **uncertainty_parts(subject, uncertainty.get(subject, {}), reliability.get(subject, {}),
+                                                 work_dir),
                              "panels": {factor: embed_png(path) for factor, path in panels.get(subject, {}).items()}}
     environment = jinja2.Environment(loader=jinja2.PackageLoader("mrisr.evaluation", "templates"), autoescape=True)
     html = environment.get_template("report.html.j2").render(
@@ -174,6 +179,24 @@ def build_report(
         tmp.write_text(html)
     write_json({**provenance, "config": config}, provenance_path)
     log.info("report of %d test subject(s) and %d model(s) -> %s", len(subjects), len(models), html_path)
+
+
+def uncertainty_parts(subject: str, uncertainty: dict[str, str], reliability: dict[str, str],
+                      work_dir: str) -> dict[str, str | None]:
+    """A test subject's uncertainty table (every model's calibrated scale beside the raw sd and the proxies) and
+    its reliability diagram (one line per model's calibrated intervals, dashed for its raw sd read as Gaussian)."""
+    if not uncertainty:
+        return {"uncertainty": None, "reliability": None}
+    table = pd.concat([pd.read_csv(path).assign(model=model) for model, path in uncertainty.items()])
+    columns = ["model", "predictor", "spearman", "auroc_worst10"] + [
+        c for c in table if c.startswith(("coverage_", "width_"))]
+    curves = {}
+    for model, path in reliability.items():
+        for predictor, rows in pd.read_csv(path).groupby("predictor", sort=False):
+            curves[f"{model}: {predictor}"] = rows
+    reliability_png = Path(work_dir) / f"reliability_{subject}.png"
+    reliability_figure(curves, f"test subject {subject}", str(reliability_png))
+    return {"uncertainty": _html(table[columns], float_format="%.3f"), "reliability": embed_png(reliability_png)}
 
 
 def build_apply_report(sidecars: list[str], panels: list[str], models: list[str], scans: list[str], config: dict,

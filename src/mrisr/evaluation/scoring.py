@@ -4,7 +4,13 @@ Per method: PSNR, SSIM and high-frequency error in the brain and overall,
 LR-consistency (does the estimate degrade back to the LR it came from?),
 tissue Dice (does it segment like the HR?), and for models with several
 samples how well their spread predicts their error (correlation and a
-calibration table). Baselines: nearest, trilinear and cubic interpolation,
+calibration table). For every model the uncertainty table says whether its
+intervals hold what they claim (empirical coverage of the calibrated
+intervals at 50 / 80 / 90 / 95 %, their mean width) and whether its error
+scale ranks voxels by error better than maps that need no sampling
+(Spearman ρ with |error|, AUROC for finding the worst 10 % of voxels; the
+same for the raw sample sd, the spread of the mirrored views, the gradient
+magnitude of the cubic interpolation and |estimate − cubic|). Baselines: nearest, trilinear and cubic interpolation,
 and cubic followed by iterative back-projection with the pairs' own
 degradation (a classical method that knows the forward operator the models
 assume, ``pairs.degradation``, whichever degradation made the LR scored).
@@ -13,13 +19,18 @@ Every row names the degradation its LR was made by.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..figures import comparison_panel
 from ..grids import factor_label, upsample
+from ..inference.calibration import (cubic_gradient, empirical_coverage, gaussian_reliability, interval_halfwidth,
+                                     reliability)
 from ..io import MrisrError, atomic_path, load_volume
 from ..pairs.degrade import back_project, lr_consistency
 from .metrics import evaluate_volume
@@ -30,6 +41,11 @@ log = logging.getLogger(__name__)
 BASELINE_KIND = "baseline"
 METRICS = ["psnr_brain", "ssim_brain", "psnr_whole", "ssim_whole", "hf_error_brain", "lr_psnr"]
 CALIBRATION_BINS = 10
+# Interval levels the uncertainty table reports, and the share of voxels that counts as the worst.
+COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
+WORST_SHARE = 0.1
+# The uncertainty figures copied into each model's metrics row (and so into the summary).
+UNCERTAINTY_METRICS = ["coverage_50", "coverage_90", "width_90", "spearman", "auroc_worst10"]
 
 
 def baseline_estimate(name: str, lr: np.ndarray, hr_shape, factor, assumed: dict, iterations: int) -> np.ndarray:
@@ -78,6 +94,61 @@ def calibration_table(spread: np.ndarray, error: np.ndarray, bins: int = CALIBRA
     })
 
 
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for finding the ``positive`` voxels (Mann-Whitney, ties averaged)."""
+    positive = np.asarray(positive, bool)
+    count, others = int(positive.sum()), int((~positive).sum())
+    if count == 0 or others == 0:
+        return float("nan")
+    ranks = stats.rankdata(score)
+    return float((ranks[positive].sum() - count * (count + 1) / 2) / (count * others))
+
+
+def ranking(predictor: np.ndarray, error: np.ndarray) -> dict[str, float]:
+    """How well a map ranks voxels by |error|: Spearman ρ, and AUROC for the worst ``WORST_SHARE`` of them."""
+    error = np.abs(error)
+    if np.ptp(predictor) == 0:
+        return {"spearman": float("nan"), "auroc_worst10": float("nan")}
+    worst = error >= np.quantile(error, 1 - WORST_SHARE)
+    return {"spearman": float(stats.spearmanr(predictor, error)[0]), "auroc_worst10": auroc(predictor, worst)}
+
+
+def interval_figures(error: np.ndarray, halfwidth_at) -> dict[str, float]:
+    """Empirical coverage and mean width of the intervals whose half-width at a level ``halfwidth_at(level)`` gives."""
+    row = {}
+    for level in COVERAGE_LEVELS:
+        halfwidth = halfwidth_at(level)
+        label = f"{round(100 * level)}"
+        row[f"coverage_{label}"] = empirical_coverage(error, halfwidth)
+        row[f"width_{label}"] = float(np.mean(2 * halfwidth))
+    return row
+
+
+def uncertainty_tables(hr: np.ndarray, lr: np.ndarray, mask: np.ndarray, estimate: np.ndarray, sd: np.ndarray,
+                       view_sd: np.ndarray, scale: np.ndarray | None,
+                       calibration: dict | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The uncertainty table (one row per predictor of the error: the calibrated scale, the raw sample sd and the
+    proxies; coverage and width where the predictor makes intervals) and the reliability table (nominal and
+    empirical coverage at every calibrated level), over the brain voxels."""
+    estimate = np.clip(estimate, 0, 1)
+    cubic = np.clip(upsample(lr, hr.shape, "cubic"), 0, 1)  # the conditioning image the model saw
+    error = (estimate - hr)[mask]
+    predictors = {"raw sample sd": sd, "mirrored-view sd": view_sd, "cubic gradient": cubic_gradient(cubic),
+                  "|estimate − cubic|": np.abs(estimate - cubic)}
+    rows, curves = [], []
+    if scale is not None:
+        rows.append({"predictor": "calibrated scale", **ranking(scale[mask], error),
+                     **interval_figures(error, lambda level: interval_halfwidth(calibration, level) * scale[mask])})
+        curves += [{"predictor": "calibrated scale", **row} for row in reliability(error, scale[mask], calibration)]
+    for name, predictor in predictors.items():
+        row = {"predictor": name, **ranking(predictor[mask], error)}
+        if name == "raw sample sd":  # read as a Gaussian standard error, as a reader would
+            row.update(interval_figures(error, lambda level: stats.norm.ppf(0.5 + level / 2) * sd[mask]))
+        rows.append(row)
+    curves += [{"predictor": "raw sample sd, Gaussian", **row} for row in gaussian_reliability(error, sd[mask])]
+    return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
 def _write_table(table: pd.DataFrame, path: str) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
@@ -85,23 +156,34 @@ def _write_table(table: pd.DataFrame, path: str) -> None:
 
 def evaluate_model(
     subject: str, model: str, kind: str, factor, hr_path: str, lr_path: str, mask_path: str, sr_path: str,
-    sd_path: str, degradation_name: str, degradation: dict, tissue_classes: int, metrics_path: str,
-    calibration_path: str,
+    sd_path: str, view_sd_path: str, scale_path: str | None, scale_sidecar: str | None, degradation_name: str,
+    degradation: dict, tissue_classes: int, metrics_path: str, calibration_path: str, uncertainty_path: str,
+    reliability_path: str,
 ) -> pd.DataFrame:
-    """Metrics of one model's estimate of one subject from the LR that ``degradation`` made, and the calibration
-    table of its sample sd."""
+    """Metrics of one model's estimate of one subject from the LR that ``degradation`` made, the calibration
+    table of its sample sd, and its uncertainty and reliability tables (:func:`uncertainty_tables`; the
+    calibrated scale at ``scale_path`` with the calibration its JSON sidecar ``scale_sidecar`` records, when given)."""
     hr, lr, mask = read_reference(hr_path, lr_path, mask_path)
     estimate = load_volume(sr_path).get_fdata(dtype=np.float32)
     spread = load_volume(sd_path).get_fdata(dtype=np.float32)
     if estimate.shape != hr.shape:
         raise MrisrError(f"{sr_path}: shape {estimate.shape} does not match the HR reference {hr.shape}")
     row = score(hr, lr, mask, estimate, factor, degradation, tissue_classes, spread)
+    scale = load_volume(scale_path).get_fdata(dtype=np.float32) if scale_path else None
+    calibration = json.loads(Path(scale_sidecar).read_text())["calibration"] if scale_path else None
+    uncertainty, curves = uncertainty_tables(hr, lr, mask, estimate, spread,
+                                             load_volume(view_sd_path).get_fdata(dtype=np.float32), scale, calibration)
+    calibrated = uncertainty.set_index("predictor").reindex(["calibrated scale"]).iloc[0]
+    row.update({name: float(calibrated.get(name, np.nan)) for name in UNCERTAINTY_METRICS})
+    for table, path in ((uncertainty, uncertainty_path), (curves, reliability_path)):
+        _write_table(table.assign(subject=subject, method=model, degradation=degradation_name), path)
     table = pd.DataFrame([{"subject": subject, "method": model, "kind": kind, "factor": factor_label(factor),
                            "degradation": degradation_name, **row}])
     _write_table(table, metrics_path)
     _write_table(calibration_table(spread[mask], np.clip(estimate, 0, 1)[mask] - hr[mask]), calibration_path)
-    log.info("%s, %s, %s: PSNR in brain %.2f dB, LR-consistency %.1f dB", subject, degradation_name, model,
-             row["psnr_brain"], row["lr_psnr"])
+    log.info("%s, %s, %s: PSNR in brain %.2f dB, LR-consistency %.1f dB; 90 %% interval covers %.1f %%, "
+             "Spearman rho %.3f", subject, degradation_name, model, row["psnr_brain"], row["lr_psnr"],
+             100 * row["coverage_90"], row["spearman"])
     return table
 
 
@@ -157,7 +239,7 @@ def method_summary(table: pd.DataFrame, references: tuple[str, ...] = ("cubic", 
     Tables without a ``degradation`` column (written before it existed) are summarised per factor and method.
     """
     metrics = [column for column in METRICS + [c for c in table if c.startswith("dice_")]
-               + ["uncertainty_error_corr"] if column in table]
+               + ["uncertainty_error_corr"] + UNCERTAINTY_METRICS if column in table]
     levels = [column for column in ("degradation", "factor") if column in table]
     keys = levels + ["method"]
     grouped = table.groupby(keys, sort=False)

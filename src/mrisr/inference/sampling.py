@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,15 @@ def sample_patch_shapes(spec: ModelSpec, patch_size: Sequence[int]) -> list[list
     return slab_shapes(list(patch_size)) if spec.kind == "triplanar" else [list(patch_size)]
 
 
+class Sampled(NamedTuple):
+    """What sampling a volume gives: the estimate and two spreads that say where it may be wrong."""
+
+    estimate: np.ndarray   # the one-pass posterior mean (or the mean of the samples)
+    sd: np.ndarray         # voxel-wise sd of the final samples (the raw uncertainty map)
+    view_sd: np.ndarray    # voxel-wise sd of the first step's x0 estimates: with a scaled input, the spread
+                           # over the mirrored views alone (free: no network pass more than the estimate's)
+
+
 def sample_volume(
     condition: np.ndarray,
     network: torch.nn.Module,
@@ -40,11 +49,12 @@ def sample_volume(
     settings: dict,
     seed: int,
     project: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Sampled:
     """Draw ``settings["n_samples"]`` DDIM samples given the conditioning image (output grid, [0, 1]).
 
-    Returns the estimate and the samples' voxel-wise standard deviation (an
-    uncertainty map). The estimate is, with ``estimate: one_pass``, the mean
+    Returns the estimate, the samples' voxel-wise standard deviation (the raw
+    uncertainty map) and the spread of the first step's x0 estimates. The
+    estimate is, with ``estimate: one_pass``, the mean
     of the first step's x0 estimates: the network's posterior mean, which a
     mean of a few samples approaches only with the samples' spread as error
     (docs/decisions/0028-one-pass-estimate.md); with ``estimate: mean``, the mean of the samples.
@@ -104,18 +114,19 @@ def sample_volume(
         def to_images(x: torch.Tensor) -> np.ndarray:
             return image_from_network(x.float(), condition_tensor, scale)[:, 0].clamp(0, 1).cpu().numpy()
 
-        samples = to_images(x0)
-        estimate = to_images(first_x0).mean(axis=0) if settings["estimate"] == "one_pass" else samples.mean(axis=0)
+        samples, first_images = to_images(x0), to_images(first_x0)
+        estimate = first_images.mean(axis=0) if settings["estimate"] == "one_pass" else samples.mean(axis=0)
     log.info("%d sample(s), %d DDIM steps, %s voxels: %.1f s", count, settings["steps"], condition.shape,
              time.perf_counter() - started)
-    return estimate.astype(np.float32), samples.std(axis=0).astype(np.float32)
+    return Sampled(estimate.astype(np.float32), samples.std(axis=0).astype(np.float32),
+                   first_images.std(axis=0).astype(np.float32))
 
 
 def super_resolve(
     lr_volume: np.ndarray, output_shape: Sequence[int], spec: ModelSpec, network: torch.nn.Module, settings: dict,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One model's estimate and sample sd on ``output_shape`` from an LR volume in [0, 1]."""
+) -> Sampled:
+    """One model's estimate and spreads on ``output_shape`` from an LR volume in [0, 1]."""
     def consistent(image: np.ndarray) -> np.ndarray:
         return back_project(image, lr_volume, spec.step_factor, spec.degradation, settings["consistency_iterations"])
 

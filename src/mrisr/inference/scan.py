@@ -18,6 +18,9 @@ Steps (shared by ``mrisr super-resolve`` and the workflow's ``apply`` stage):
    field of view), then the estimate in the scan's units and shading:
    inside the brain the model's estimate, outside the cubic interpolation
    (or nothing, with ``brain_only``), blended over the mask's soft edge.
+   With a calibrated model (:mod:`mrisr.inference.calibration`), its error
+   scale and the bounds of the interval at ``settings["interval"]`` in the
+   brain, in the scan's units.
 5. The check (:func:`check_estimate`): the estimate must reproduce the scan
    (its LR-consistency in the brain at least the cubic interpolation's) and
    correlate with the cubic interpolation in the brain; otherwise one line
@@ -39,13 +42,14 @@ from scipy import ndimage
 from ..figures import comparison_panel
 from ..grids import factor_label, hr_grid_for, lr_shape_for, upsample, voxel_sizes
 from ..io import MrisrError, load_volume, save_volume, write_json
-from ..model.modelfile import load_model
+from ..model.modelfile import condition_image, load_model, read_calibration
 from ..model.networks import resolve_device
 from ..model.spec import ModelSpec
 from ..pairs.degrade import degrade, noise_free
 from ..preprocess.intensity import WHITE_MATTER_LEVEL, white_matter_peak
 from ..preprocess.orientation import to_canonical, to_scan_order
 from ..preprocess.skullstrip import brain_mask, decide, foreground, to_ants
+from .calibration import describe, error_scale, interval_halfwidth
 from .sampling import super_resolve
 
 log = logging.getLogger(__name__)
@@ -199,13 +203,17 @@ def check_estimate(estimate: np.ndarray, cubic: np.ndarray, scan: np.ndarray, ma
 @dataclass
 class ScanOutputs:
     """Where :func:`super_resolve_scan` writes: the estimate, and optionally the sd map, the mask, a JSON
-    sidecar and a figure of slices."""
+    sidecar, a figure of slices, and the calibrated error scale and interval bounds."""
 
     estimate: str
     sd: str | None = None
     mask: str | None = None
     sidecar: str | None = None
     panel: str | None = None
+    # With a calibrated model: its error scale and the bounds of the interval at the sampler's ``interval``.
+    scale: str | None = None
+    lower: str | None = None
+    upper: str | None = None
 
 
 def super_resolve_scan(
@@ -234,8 +242,12 @@ def super_resolve_scan(
     if lr_shape_for(box_shape, spec.step_factor) != tuple(s.stop - s.start for s in box):
         raise MrisrError(f"{scan_path}: the brain's box does not map onto whole output voxels at factor "
                          f"{spec.step_factor}; use a model with an integer factor")
+    calibration = read_calibration(model_path) if outputs.scale else None
+    if outputs.scale and calibration is None:
+        log.info("%s: not calibrated; only the raw sample sd is written", model_path)
     sampling_started = time.perf_counter()
-    estimate_box, spread_box = super_resolve(scan.normalised[box], box_shape, spec, network, settings, seed)
+    sampled = super_resolve(scan.normalised[box], box_shape, spec, network, settings, seed)
+    estimate_box, spread_box = sampled.estimate, sampled.sd
     scan.seconds["sampling"] = time.perf_counter() - sampling_started
 
     # Back in the scan's units and shading: the brain from the model, the rest from the cubic interpolation.
@@ -247,12 +259,24 @@ def super_resolve_scan(
     inside = brain * model_estimate * units
     estimate = inside + (1 - brain) * cubic
     figures = check_estimate(estimate, cubic, scan.volume, scan.mask, brain, spec)
+    interval = None
+    if calibration is not None:  # in the scan's units, in the brain only (the cubic outside it is not modelled)
+        model_scale = np.zeros(output_shape, np.float32)
+        model_scale[output_box] = error_scale(calibration, condition_image(scan.normalised[box], box_shape),
+                                              estimate_box, spread_box, sampled.view_sd)
+        scale_map = brain * model_scale * units
+        halfwidth = interval_halfwidth(calibration, settings["interval"])
+        interval = {"level": settings["interval"], "halfwidth": halfwidth,
+                    "meaning": describe(calibration, settings["interval"]) + "; brain only, zero width outside it",
+                    "files": {"scale": outputs.scale, "lower": outputs.lower, "upper": outputs.upper}}
 
     record = {"model": str(model_path), "model_kind": spec.kind, "factor": spec.step_factor,
               "input": str(scan_path), "input_voxel_mm": voxel_sizes(image.affine).round(4).tolist(),
               "output_voxel_mm": voxel_sizes(output_affine).round(4).tolist(), "skull_strip": scan.skull_strip,
               "skull_strip_evidence": scan.evidence, "white_matter_peak": scan.scale * WHITE_MATTER_LEVEL,
               "brain_only": brain_only, "sampler": settings, "seed": seed, **figures,
+              "uncertainty": interval or {"calibrated": False, "sd": outputs.sd,
+                                          "meaning": "raw sample sd, not an error scale"},
               "seconds": {**{k: round(v, 1) for k, v in scan.seconds.items()},
                           "total": round(time.perf_counter() - started, 1)},
               "provenance": provenance or {}}
@@ -262,6 +286,14 @@ def super_resolve_scan(
     if outputs.sd:
         save_volume(to_scan(brain * model_spread * units)[0], scan_affine, outputs.sd,
                     description="mrisr SR sample sd (scan units)")
+    if interval is not None:
+        level = f"{100 * settings['interval']:g} %"
+        save_volume(to_scan(scale_map)[0], scan_affine, outputs.scale,
+                    description=f"mrisr SR error scale (scan units); {level}: ±{interval['halfwidth']:.3g}x")
+        for path, sign in ((outputs.lower, -1), (outputs.upper, 1)):
+            bound = (inside if brain_only else estimate) + sign * interval["halfwidth"] * scale_map
+            save_volume(to_scan(bound)[0], scan_affine, path,
+                        description=f"mrisr SR {'lower' if sign < 0 else 'upper'} bound of the {level} interval")
     if outputs.mask:
         save_volume(to_scan((brain > 0.5).astype(np.uint8))[0], scan_affine, outputs.mask, dtype=np.uint8,
                     description="mrisr brain mask")

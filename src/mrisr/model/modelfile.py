@@ -58,10 +58,30 @@ def image_from_network(output: Array, condition: Array, residual_scale: float) -
 
 def save_model(path: str | Path, spec: ModelSpec, network: nn.Module) -> None:
     """Write the model file atomically (a crash leaves no half-written file)."""
-    contents = {"format": FORMAT, "version": VERSION, "spec": asdict(spec),
-                "state_dict": {name: tensor.detach().cpu() for name, tensor in network.state_dict().items()}}
+    _write(path, {"format": FORMAT, "version": VERSION, "spec": asdict(spec),
+                  "state_dict": {name: tensor.detach().cpu() for name, tensor in network.state_dict().items()}})
+
+
+def _write(path: str | Path, contents: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(contents, tmp)
+
+
+def save_calibrated(weights_path: str | Path, path: str | Path, sampler: dict, calibration: dict | None) -> None:
+    """The model file at ``weights_path`` with the sampler settings it was calibrated with as its sampler defaults
+    and its calibration (plain numbers, lists and strings; ``None``: none), written to ``path``."""
+    spec, state_dict = read_model_file(weights_path)
+    contents = {"format": FORMAT, "version": VERSION, "spec": {**asdict(spec), "sampler": dict(sampler)},
+                "state_dict": state_dict}
+    if calibration is not None:
+        contents["calibration"] = calibration
+    _write(path, contents)
+
+
+def read_calibration(path: str | Path) -> dict | None:
+    """The calibration a model file holds (see :mod:`mrisr.inference.calibration`), or ``None``."""
+    read_model_file(path)  # one line naming the file when it is not a model file
+    return torch.load(path, map_location="cpu", weights_only=True).get("calibration")
 
 
 def read_model_file(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
