@@ -152,7 +152,7 @@ def test_a_scan_thick_along_another_axis_is_sampled_in_the_models_orientation(th
     lr = degrade(hr, factor, THICK)
     estimate, spread = super_resolve(lr, hr.shape, spec, Convolution(3), settings, seed=0)
     # The same as sampling the scan turned so its thick axis is z, turned back: the model saw it as it learnt.
-    turned, turned_spread = super_resolve(lr.transpose(swap), hr.shape, spec, Convolution(3), settings, seed=0)
+    turned, _ = super_resolve(lr.transpose(swap), hr.shape, spec, Convolution(3), settings, seed=0)
     np.testing.assert_allclose(estimate, turned.transpose(swap), atol=1e-6)
     assert estimate.shape == hr.shape == spread.shape
     # Data consistency was with the LR as it is, at its own factor along each axis.
