@@ -6,6 +6,10 @@ sampling and scoring are exactly the workflow's, and fold after fold only what c
 the config's own split, or leave-one-real-brain-out (`--folds loro`: each real person of the embedded
 data, with the subjects derived from it, is the test set once, and trains in the other folds).
 Prints one table and writes `<workdir>/quality.json`; each fold's HTML report is kept beside it.
+
+`--suite thick` (benchmarks/thick.py) trains its models by the workflow with the suite's `overlay` (thick-slice
+pairs), then scores each test subject with the thick axis along each of its `axes` beside cubic, back-projection
+and ECLARE (from `make eclare-env`'s environment, with the budget `eclare` states), into `<workdir>/quality.json`.
 """
 from __future__ import annotations
 
@@ -56,21 +60,17 @@ def folds(config: dict, kind: str) -> dict[str, dict[str, list[str]]]:
     return result
 
 
-def snakemake(workdir: Path, configs: list[Path], cores: int) -> None:
-    """The workflow, with ``configs`` merged over config/config.yaml, in ``workdir``."""
-    result = run_workflow(workdir, "--configfile", *map(str, configs), cores=cores)
+def snakemake(workdir: Path, configs: list[Path], cores: int, targets: list[str] = ()) -> None:
+    """The workflow (or its ``targets``), with ``configs`` merged over config/config.yaml, in ``workdir``."""
+    result = run_workflow(workdir, *targets, "--configfile", *map(str, configs), cores=cores)  # targets first
     if result.returncode != 0:
         sys.exit(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
 
 
 def run_fold(name: str, split: dict, suite: dict, base: dict, args: argparse.Namespace) -> pd.DataFrame:
     """One fold: the suite's models trained on ``split``, then its sampler variants; the scores of both."""
-    models = {model: None for model in base["models"]}  # the config's own models leave the stage
-    models.update(suite["models"])
-    overlay = {"split": split, "models": models}
-    if args.steps:
-        share = base["train"]["warm_start_steps"] / base["train"]["steps"]
-        overlay["train"] = {"steps": args.steps, "warm_start_steps": round(args.steps * share)}
+    overlay = fold_overlay(split, suite, base, args)
+    models = overlay["models"]
     configs = [*args.configs, args.workdir / f"{name}.yaml"]
     configs[-1].write_text(yaml.safe_dump(overlay, sort_keys=False))
     print(f"fold {name}: training {', '.join(suite['models'])} on {', '.join(split['train'])}; "
@@ -85,6 +85,48 @@ def run_fold(name: str, split: dict, suite: dict, base: dict, args: argparse.Nam
     shutil.copy(args.workdir / "results" / "report" / "index.html", args.workdir / f"report_{name}.html")
     table = pd.read_csv(args.workdir / "results" / "metrics" / "summary.csv", dtype={"factor": str})
     return table.assign(fold=name)
+
+
+def fold_overlay(split: dict, suite: dict, base: dict, args: argparse.Namespace) -> dict:
+    """The config a fold's run layers over the others: its split, the suite's models (the config's own leave) and
+    settings (``overlay``), and ``--steps``."""
+    models = {model: None for model in base["models"]}  # the config's own models leave the stage
+    models.update(suite["models"])
+    overlay = merge(suite.get("overlay", {}), {"split": split, "models": models})
+    if args.steps:
+        share = base["train"]["warm_start_steps"] / base["train"]["steps"]
+        overlay["train"] = {**overlay.get("train", {}), "steps": args.steps,
+                            "warm_start_steps": round(args.steps * share)}
+    return overlay
+
+
+def run_thick_fold(name: str, split: dict, suite: dict, base: dict, args: argparse.Namespace) -> pd.DataFrame:
+    """One fold of the thick-slice suite: its models trained by the workflow, then every test subject along each
+    axis (benchmarks/thick.py)."""
+    from thick import EclareBudget, ECLARE_VENV, thick_rows
+
+    overlay = fold_overlay(split, suite, base, args)
+    config = merge(base, overlay)
+    configs = [*args.configs, args.workdir / f"{name}.yaml"]
+    configs[-1].write_text(yaml.safe_dump(overlay, sort_keys=False))
+    trained = {model: args.workdir / "results" / "models" / model / "model.pt" for model in suite["models"]}
+    print(f"fold {name}: training {', '.join(trained)} on {', '.join(split['train'])}; testing on "
+          f"{', '.join(split['test'])} along {', '.join(args.axes)}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    snakemake(args.workdir, configs, args.cores, [str(path.relative_to(args.workdir)) for path in trained.values()])
+    print(f"fold {name}: models ready in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    budget = EclareBudget(args.eclare_patches or suite["eclare"]["n_patches"],
+                          suite["eclare"]["known_thickness"] and not args.eclare_espreso)
+    if args.no_eclare or not (ECLARE_VENV / "bin" / "run-eclare").is_file():
+        print(f"ECLARE left out: {'--no-eclare' if args.no_eclare else f'no {ECLARE_VENV} (make eclare-env)'}",
+              file=sys.stderr, flush=True)
+        budget = None
+    degradation = config["degradations"][config["pairs"]["degradation"]]
+    factor = max(config["pairs"]["factor"]) if isinstance(config["pairs"]["factor"], list) else config["pairs"]["factor"]
+    rows = [row for subject in split["test"]
+            for row in thick_rows(subject, args.workdir / "results" / "preproc", args.axes, factor, degradation,
+                                  trained, config["evaluate"], budget, args.workdir, config["seed"], args.cores)]
+    return pd.DataFrame(rows).assign(fold=name)
 
 
 def training_seconds(workdir: Path, models: dict) -> dict[str, float]:
@@ -123,6 +165,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=REPO / "results" / "benchmark")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
     parser.add_argument("--smoke", action="store_true", help="tests/data/tiny.yaml sizes, the config's split")
+    parser.add_argument("--axes", default=None, help="thick suite: thick axes to score, e.g. z,x (default: the suite's)")
+    parser.add_argument("--eclare-patches", type=int, help="thick suite: ECLARE's training patches (default: the suite's)")
+    parser.add_argument("--eclare-espreso", action="store_true",
+                        help="thick suite: ECLARE estimates the slice profile (ESPRESO) instead of being told it")
+    parser.add_argument("--no-eclare", action="store_true", help="thick suite: leave ECLARE out")
     args = parser.parse_args()
     args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -135,8 +182,19 @@ def main() -> None:
     suite = read_yaml(SUITES)[args.suite]
     started = time.perf_counter()
     splits = folds(base, "config" if args.smoke else args.folds)
-    rows = pd.concat([run_fold(name, split, suite, base, args) for name, split in splits.items()], ignore_index=True)
-    table = print_table(rows)
+    if "axes" in suite:
+        from thick import thick_table
+
+        args.axes = args.axes.split(",") if args.axes else suite["axes"]
+        rows = pd.concat([run_thick_fold(name, split, suite, base, args) for name, split in splits.items()],
+                         ignore_index=True)
+        table = thick_table(rows)
+        print(table.round({"psnr_brain": 2, "ssim_brain": 4, "dice_mean": 4, "vs_cubic": 2, "vs_eclare": 2,
+                           "seconds": 0}).to_string(index=False))
+    else:
+        rows = pd.concat([run_fold(name, split, suite, base, args) for name, split in splits.items()],
+                         ignore_index=True)
+        table = print_table(rows)
     document = {
         "suite": args.suite, "suite_settings": suite, "folds": splits, "steps": args.steps or base["train"]["steps"],
         "per_subject": rows.to_dict("records"), "summary": table.to_dict("records"),

@@ -49,3 +49,86 @@ def test_leave_one_real_brain_out_holds_out_each_person_with_their_copies():
         "without_s1": {"train": ["mni152", "mni152def01", "robex", "robexdef01"], "val": ["mni152def02"],
                        "test": ["s1"]},
     }
+
+
+THICK = {"operator": "slice", "profile": "gaussian", "gap": 0.0, "noise_std": 0.0}
+
+
+def test_thick_slice_lr_scans_lie_on_their_own_grid_along_the_axis_asked_for(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from mrisr.grids import lr_affine_for
+    from mrisr.io import save_volume
+    from thick import eclare_thickness, make_lr, thick_factor
+
+    affine = np.array([[-1.5, 0, 0, 70], [0, 1.5, 0, -90], [0, 0, 1.5, -60], [0, 0, 0, 1]])
+    save_volume(np.random.default_rng(0).random((12, 15, 9)).astype(np.float32), affine, tmp_path / "hr.nii.gz")
+    for axis, shape in (("x", (4, 15, 9)), ("y", (12, 5, 9)), ("z", (12, 15, 3))):
+        lr, factors = make_lr(tmp_path / "hr.nii.gz", axis, 3, THICK, tmp_path / axis / "lr.nii.gz")
+        assert factors == thick_factor(axis, 3) and sorted(factors) == [1, 1, 3] and lr.shape == shape
+        written = nib.load(tmp_path / axis / "lr.nii.gz")
+        np.testing.assert_allclose(written.affine, lr_affine_for(affine, (12, 15, 9), shape), atol=1e-5)
+        assert eclare_thickness(shape, (12, 15, 9), THICK) == 3  # FWHM in HR voxels, what ECLARE is told
+    assert eclare_thickness((12, 15, 3), (12, 15, 9), {**THICK, "gap": 0.5}) == 1.5
+
+
+def test_an_estimate_off_the_hr_grid_is_resampled_onto_it_and_one_on_it_is_not():
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    from thick import onto_grid
+
+    volume = gaussian_filter(np.random.default_rng(1).random((16, 16, 16)), 2).astype(np.float32)
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    same, note = onto_grid(volume, affine, volume.shape, affine)
+    assert same is not volume or np.shares_memory(same, volume)
+    np.testing.assert_array_equal(same, volume)
+    assert note.startswith("on the HR grid")
+    # The same image written one voxel further along z, and with a voxel fewer: it comes back where it belongs.
+    shifted = np.zeros_like(volume)
+    shifted[:, :, 1:] = volume[:, :, :-1]
+    shifted_affine = affine.copy()
+    shifted_affine[2, 3] -= 1.5
+    back, note = onto_grid(shifted[:, :, :15], shifted_affine, volume.shape, affine)
+    assert note.startswith("resampled") and back.shape == volume.shape
+    np.testing.assert_allclose(back[:, :, :14], volume[:, :, :14], atol=1e-4)
+
+
+def test_the_thick_table_compares_every_method_with_cubic_and_eclare_per_subject_and_axis():
+    import pandas as pd
+
+    from thick import thick_table
+
+    rows = pd.DataFrame([
+        {"subject": s, "axis": a, "method": m, "psnr_brain": p + (a == "x"), "ssim_brain": 0.9, "dice_csf": 0.8,
+         "dice_gm": 0.7, "dice_wm": 0.9, "seconds": 1.0, "budget": ""}
+        for s in ("robex", "s1") for a in ("z", "x") for m, p in (("cubic", 25.0), ("eclare", 26.0), ("model", 27.5))])
+    table = thick_table(rows)
+    model = table[table["method"] == "model"]
+    assert list(model["vs_cubic"]) == [2.5] * 4 and list(model["vs_eclare"]) == [1.5] * 4
+    assert table["dice_mean"].round(6).eq(0.8).all()
+
+
+def test_the_thick_suite_plans_its_models_on_thick_slice_pairs(tmp_path):
+    import argparse
+
+    import yaml
+
+    from mrisr.config import merge, replace_whole_sections
+    from mrisr.workflow import run_workflow
+    from quality import SUITES, TINY, fold_overlay, read_yaml
+
+    tiny = read_yaml(TINY)
+    base = merge(read_yaml(REPO / "config" / "config.yaml"), tiny)
+    replace_whole_sections(base, tiny)
+    suite = read_yaml(SUITES)["thick"]
+    overlay = fold_overlay(folds(base, "config")["config"], suite, base, argparse.Namespace(steps=None))
+    (tmp_path / "thick.yaml").write_text(yaml.safe_dump(overlay))
+    targets = [f"results/models/{model}/model.pt" for model in suite["models"]]
+    result = run_workflow(tmp_path, *targets, "--dry-run", "--quiet", "rules", "--configfile", str(TINY),
+                          str(tmp_path / "thick.yaml"), cores=1, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert jobs["train"] == len(suite["models"]) and "evaluate_model" not in jobs and "super_resolve" not in jobs

@@ -49,6 +49,10 @@ def test_default_config_is_valid(config):
      r"unknown config key degradations\.box\.order; allowed here: noise_std, operator"),
     (lambda c: c["degradations"].update(sharp={"operator": "spline", "noise_std": 0.0}),
      r"config key degradations\.sharp: a degradation is `operator: spline` with order, antialias and noise_std"),
+    (lambda c: c["degradations"].update(slab={"operator": "slice", "profile": "gaussian", "noise_std": 0.0}),
+     r"config key degradations\.slab: a degradation is .*`operator: slice` with profile, gap"),
+    (lambda c: c["degradations"].update(slab={"operator": "slice", "profile": "sinc", "gap": 0, "noise_std": 0}),
+     r"config key degradations\.slab\.profile: .sinc. is not one of"),
     (lambda c: c["degradations"].update(box={"operator": "sinc", "noise_std": 0.0}),
      r"config key degradations\.box\.operator: 'sinc' is not one of"),
 ])

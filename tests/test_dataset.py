@@ -1,6 +1,7 @@
 """Training data: blurred copies, the memory-mapped cache, and patches that depend only on (seed, index)."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import nibabel as nib
@@ -147,6 +148,24 @@ def test_flip_augmentation_mirrors_target_and_condition_alike(cache):
         torch.testing.assert_close(flipped_condition, condition.flip(axes) if axes else condition)
         seen.add(axes)
     assert len(seen) > 4
+
+
+def test_permuted_axes_reorder_target_and_condition_alike(cache):
+    plain = PatchDataset(cache, [[8, 8, 8]], 1.0, 0.0, seed=5)
+    permuted = PatchDataset(cache, [[8, 8, 8]], 1.0, 0.0, seed=5, permute_axes=True)
+    seen = set()
+    for index in range(16):
+        (target, condition), = plain[index]
+        (permuted_target, permuted_condition), = permuted[index]
+        # The same patch (the order draws from a stream of its own), its axes in some order.
+        order = next(order for order in itertools.permutations((1, 2, 3))
+                     if torch.equal(permuted_target, target.permute(0, *order)))
+        torch.testing.assert_close(permuted_condition, condition.permute(0, *order))
+        seen.add(order)
+    assert len(seen) >= 4
+    # A patch that is not a cube keeps its shape whatever the order.
+    slabs = PatchDataset(cache, [[8, 4, 2]], 1.0, 0.0, seed=5, permute_axes=True)
+    assert all(slabs[index][0][0].shape == (1, 8, 4, 2) for index in range(8))
 
 
 def test_foreground_patches_are_centred_in_the_mask(cache):

@@ -191,3 +191,80 @@ def test_the_pair_record_names_its_degradation(tmp_path):
                "kspace", KSPACE, seed=0)
     record = json.loads((tmp_path / "pair.json").read_text())
     assert record["degradation"] == "kspace" and record["operator"] == "kspace" and record["lr_shape"] == [8, 8, 8]
+
+
+def thick(profile="gaussian", gap=0.0, noise_std=0.0):
+    return {"operator": "slice", "profile": profile, "gap": gap, "noise_std": noise_std}
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_box_slice_profile_without_gap_is_the_block_average_along_the_thick_axis(axis):
+    volume = np.random.default_rng(5).random((9, 12, 15)).astype(np.float32)
+    factor = [1, 1, 1]
+    factor[axis] = 3
+    lr = degrade(volume, factor, thick("box"))
+    expected = np.moveaxis(np.moveaxis(volume, axis, 0).reshape(-1, 3, *np.delete(volume.shape, axis)).mean(axis=1),
+                           0, axis)
+    np.testing.assert_allclose(lr, expected, rtol=1e-5)
+    np.testing.assert_allclose(lr, degrade(volume, factor, BLOCK), rtol=1e-5)
+
+
+def test_a_slice_gap_leaves_its_share_of_the_signal_unmeasured():
+    from mrisr.pairs.operators import slice_profile_weights
+
+    weights = slice_profile_weights(12, 4, "box", gap=1 / 3)  # slices 2 HR voxels thick, 3 apart
+    np.testing.assert_allclose(weights.sum(axis=1), 1)
+    # Each slice sees its block's middle voxel whole and half of each neighbour: a third of the block is left out.
+    np.testing.assert_allclose(weights[1, 3:6], [0.25, 0.5, 0.25])
+    assert np.all(weights[1, :3] == 0) and np.all(weights[1, 6:] == 0)
+    seen = (weights * 2).sum(axis=0)  # HR voxels' measured share (thickness 2 HR voxels)
+    np.testing.assert_allclose(seen.sum() / 12, 1 - 1 / 3)
+    # Signal in the first voxel of every block shows only by the half of it that its slice reaches.
+    edges_only = np.zeros((4, 4, 12), np.float32)
+    edges_only[..., 0::3] = 1.0
+    np.testing.assert_allclose(degrade(edges_only, [1, 1, 3], thick("box", gap=1 / 3)), 0.25, atol=1e-6)
+
+
+@pytest.mark.parametrize("profile", ["gaussian", "box"])
+def test_a_slice_profile_keeps_a_constant_and_is_centred_on_the_lr_voxel(profile):
+    from mrisr.pairs.operators import FWHM_PER_SIGMA, slice_profile_weights
+
+    np.testing.assert_allclose(degrade(np.full((6, 8, 12), 0.4, np.float32), [1, 2, 3], thick(profile)), 0.4,
+                               atol=1e-6)
+    weights = slice_profile_weights(30, 10, profile, gap=0.0)
+    centres = weights[2:-2] @ (np.arange(30) + 0.5)  # away from the edges, where the tails fold back
+    np.testing.assert_allclose(centres, (np.arange(2, 8) + 0.5) * 3, atol=1e-9)
+    if profile == "gaussian":  # FWHM = slice thickness = spacing: sigma 3 / 2.355 HR voxels
+        variance = weights[4] @ (np.arange(30) + 0.5 - 13.5) ** 2
+        np.testing.assert_allclose(np.sqrt(variance - 1 / 12), 3 / FWHM_PER_SIGMA, rtol=0.02)  # less the voxel box
+
+
+def test_the_slice_profile_adjoint_is_its_transpose():
+    from mrisr.pairs.operators import slice_profile, slice_profile_adjoint
+
+    rng = np.random.default_rng(6)
+    hr, lr = rng.random((10, 9, 12)), rng.random((10, 3, 4))
+    for profile, gap in (("gaussian", 0.0), ("box", 0.25), ("gaussian", 0.5)):
+        forward = slice_profile(hr, lr.shape, profile, gap)
+        backward = slice_profile_adjoint(lr, hr.shape, profile, gap)
+        assert forward.shape == lr.shape and backward.shape == hr.shape
+        np.testing.assert_allclose(np.sum(forward * lr), np.sum(hr * backward), rtol=1e-5)
+
+
+def test_thick_slice_pairs_sit_on_an_edge_aligned_grid_and_back_project(tmp_path):
+    from scipy.ndimage import gaussian_filter
+
+    hr = gaussian_filter(np.random.default_rng(7).random((20, 22, 30)), 1.2).astype(np.float32)
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    save_volume(hr, affine, tmp_path / "hr.nii.gz")
+    write_pair(str(tmp_path / "hr.nii.gz"), str(tmp_path / "lr.nii.gz"), str(tmp_path / "pair.json"), [1, 1, 3],
+               "thick", thick(), seed=0)
+    lr_image = nib.load(tmp_path / "lr.nii.gz")
+    assert lr_image.shape == (20, 22, 10)
+    np.testing.assert_allclose(lr_image.affine, lr_affine_for(affine, hr.shape, (20, 22, 10)), atol=1e-6)
+    np.testing.assert_allclose(voxel_sizes(lr_image.affine), [1.5, 1.5, 4.5], atol=1e-6)
+    lr = lr_image.get_fdata(dtype=np.float32)
+    cubic = upsample(lr, hr.shape, "cubic")
+    projected = back_project(cubic, lr, [1, 1, 3], thick(), iterations=3)
+    assert lr_consistency(projected, lr, [1, 1, 3], thick()) > lr_consistency(cubic, lr, [1, 1, 3], thick()) + 5
+    assert np.abs(projected - hr).mean() < np.abs(cubic - hr).mean()

@@ -7,6 +7,7 @@ import torch
 
 from helpers import tiny_config
 from mrisr.inference.sampling import sample_volume
+from mrisr.io import MrisrError
 from mrisr.inference.windows import evaluated_voxels, gaussian_weights, sliding_window, window_grid
 from mrisr.model.spec import model_spec
 
@@ -129,3 +130,39 @@ def test_the_view_spread_is_the_first_steps_spread_over_the_mirrored_views():
     mirrored = sample_volume(condition, Convolution(3), STAND_IN_SPEC, {**settings, "flip_axes": [0]}, seed=0)
     # With a scaled input the first step sees (almost) no noise: one view gives one answer, two views two.
     assert mirrored.view_sd.max() > 1e-3 and unmirrored.view_sd.max() < 0.1 * mirrored.view_sd.max()
+
+
+def test_the_model_axis_order_moves_the_thick_axis_where_the_model_has_it():
+    from mrisr.inference.sampling import model_axis_order
+
+    assert model_axis_order((20, 22, 10), (20, 22, 30), [1, 1, 3]) == (0, 1, 2)
+    assert model_axis_order((10, 22, 30), (30, 22, 30), [1, 1, 3]) == (2, 1, 0)  # x thick: x and z swap
+    assert model_axis_order((20, 11, 30), (20, 33, 30), [1, 1, 3]) == (0, 2, 1)  # y thick: y and z swap
+    assert model_axis_order((10, 11, 12), (20, 22, 24), [2, 2, 2]) == (0, 1, 2)
+    with pytest.raises(MrisrError, match="not a step of factor"):
+        model_axis_order((10, 11, 12), (20, 22, 24), [1, 1, 3])
+
+
+THICK = {"operator": "slice", "profile": "gaussian", "gap": 0.0, "noise_std": 0.0}
+
+
+@pytest.mark.parametrize("thick_axis", [0, 1])
+def test_a_scan_thick_along_another_axis_is_sampled_in_the_models_orientation(thick_axis):
+    from mrisr.inference.sampling import super_resolve
+    from mrisr.pairs.degrade import degrade, lr_consistency
+
+    spec = replace(STAND_IN_SPEC, factor=[1.0, 1.0, 3.0], degradation=THICK)
+    settings = sampler(steps=2, n_samples=1, eta=0.0, flip_axes=[], data_consistency=True, consistency_iterations=2)
+    hr = np.random.default_rng(1).random((12, 12, 12)).astype(np.float32)
+    swap = [0, 1, 2]
+    swap[thick_axis], swap[2] = 2, thick_axis
+    factor = np.ones(3)
+    factor[thick_axis] = 3
+    lr = degrade(hr, factor, THICK)
+    estimate, spread, _ = super_resolve(lr, hr.shape, spec, Convolution(3), settings, seed=0)
+    # The same as sampling the scan turned so its thick axis is z, turned back: the model saw it as it learnt.
+    turned = super_resolve(lr.transpose(swap), hr.shape, spec, Convolution(3), settings, seed=0).estimate
+    np.testing.assert_allclose(estimate, turned.transpose(swap), atol=1e-6)
+    assert estimate.shape == hr.shape == spread.shape
+    # Data consistency was with the LR as it is, at its own factor along each axis.
+    assert lr_consistency(estimate, lr, factor, THICK) > 30

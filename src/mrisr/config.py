@@ -45,7 +45,8 @@ def _schema_error_line(error: jsonschema.ValidationError) -> str:
                 "file (with optional `sampler:`); see config/README.md")
     if path[:1] == ["degradations"] and len(path) >= 2 and error.validator != "enum":
         return (f"config key {_location(path[:2])}: a degradation is `operator: spline` with order, antialias and "
-                "noise_std, or `operator: block` or `kspace` with noise_std; see config/README.md")
+                "noise_std, `operator: slice` with profile, gap and noise_std, or `operator: block` or `kspace` with "
+                "noise_std; see config/README.md")
     if error.validator == "required":
         key = error.message.split(" is a required")[0]
         return f"config key {key} is missing under {_location(error.absolute_path)}"

@@ -12,6 +12,7 @@ scan, so samples differ only where the LR does not decide the answer.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import Callable, NamedTuple, Sequence
@@ -19,6 +20,8 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from ..grids import lr_shape_for
+from ..io import MrisrError
 from ..model.modelfile import condition_image, condition_to_network, image_from_network, target_to_network
 from ..model.networks import resolve_device, slab_shapes
 from ..model.spec import ModelSpec
@@ -122,13 +125,43 @@ def sample_volume(
                    first_images.std(axis=0).astype(np.float32))
 
 
+def model_axis_order(lr_shape: Sequence[int], output_shape: Sequence[int], factor: Sequence[float]) -> tuple[int, ...]:
+    """The order of the input's axes that makes an LR volume of ``lr_shape`` and its ``output_shape`` a step of the
+    model's per-axis ``factor``: the identity when it already is, else the fewest axes moved (a model trained
+    with its thick axis along z super-resolves a scan whose thick axis is x with x and z swapped).
+
+    Raises :class:`MrisrError` when no order of the axes fits.
+    """
+    orders = sorted(itertools.permutations(range(3)), key=lambda order: (sum(a != i for i, a in enumerate(order)), order))
+    for order in orders:
+        if lr_shape_for([output_shape[a] for a in order], factor) == tuple(lr_shape[a] for a in order):
+            return order
+    raise MrisrError(f"an LR volume of shape {tuple(lr_shape)} is not a step of factor {list(factor)} towards "
+                     f"{tuple(output_shape)} along any order of its axes")
+
+
 def super_resolve(
     lr_volume: np.ndarray, output_shape: Sequence[int], spec: ModelSpec, network: torch.nn.Module, settings: dict,
     seed: int,
 ) -> Sampled:
-    """One model's estimate and spreads on ``output_shape`` from an LR volume in [0, 1]."""
-    def consistent(image: np.ndarray) -> np.ndarray:
-        return back_project(image, lr_volume, spec.step_factor, spec.degradation, settings["consistency_iterations"])
+    """One model's estimate and spreads on ``output_shape`` from an LR volume in [0, 1].
 
-    return sample_volume(condition_image(lr_volume, output_shape), network, spec, settings, seed,
-                         consistent if settings["data_consistency"] else None)
+    An anisotropic model samples the volume with its axes reordered so that
+    the input's factor along each axis is the model's
+    (:func:`model_axis_order`; a thick-slice scan's thick axis becomes the
+    model's), and data consistency is with the LR in that order, at the
+    factor it has along each axis; the outputs come back in the input's order.
+    """
+    order = model_axis_order(lr_volume.shape, output_shape, spec.step_factor)
+    lr_model = np.transpose(lr_volume, order)
+    if order != (0, 1, 2):
+        log.info("input axes %s reordered to %s: its factors along them are the model's %s", (0, 1, 2), order,
+                 spec.step_factor)
+
+    def consistent(image: np.ndarray) -> np.ndarray:
+        return back_project(image, lr_model, spec.step_factor, spec.degradation, settings["consistency_iterations"])
+
+    sampled = sample_volume(condition_image(lr_model, [output_shape[a] for a in order]), network, spec, settings, seed,
+                            consistent if settings["data_consistency"] else None)
+    restore = tuple(int(a) for a in np.argsort(order))
+    return Sampled(*(np.ascontiguousarray(volume.transpose(restore)) for volume in sampled))

@@ -180,17 +180,22 @@ class PatchDataset(torch.utils.data.Dataset):
     condition alike, so the model does not learn one intensity scale). Each
     item is mirrored along each of ``flip_axes`` with probability 1/2: the
     pairs' degradation is the same either way round, so a mirrored pair is
-    as true a training pair as the original.
+    as true a training pair as the original. With ``permute_axes`` each item's
+    voxel axes come in a random order (target and condition alike): a pair
+    thick along z becomes one thick along x or y, and each plane is seen as
+    the in-plane one.
     """
 
     def __init__(self, folder: str | Path, patch_shapes: Sequence[Sequence[int]], foreground_fraction: float,
-                 intensity_augment: float, seed: int, flip_axes: Sequence[int] = ()) -> None:
+                 intensity_augment: float, seed: int, flip_axes: Sequence[int] = (),
+                 permute_axes: bool = False) -> None:
         self.folder = Path(folder)
         self.pairs = json.loads((self.folder / "manifest.json").read_text())["pairs"]
         self.patch_shapes = [np.asarray(shape) for shape in patch_shapes]
         self.foreground_fraction = foreground_fraction
         self.intensity_augment = intensity_augment
         self.flip_axes = list(flip_axes)
+        self.permute_axes = permute_axes
         self.seed = seed
         self._arrays: dict[tuple[str, str], MappedArray] = {}  # opened lazily, in each worker
 
@@ -210,11 +215,16 @@ class PatchDataset(torch.utils.data.Dataset):
         # The flips draw from a stream of their own: switching them on or off keeps the same patches too.
         coins = np.random.default_rng([self.seed, index, 1]).random(3) < 0.5
         flipped = tuple(axis for axis in self.flip_axes if coins[axis])
+        # So does the order of the axes: output axis k is the window's axis order[k].
+        order = tuple(np.random.default_rng([self.seed, index, 2]).permutation(3).tolist())
+        order = order if self.permute_axes else (0, 1, 2)
         patches = []
         for patch_shape in self.patch_shapes:
             pair = self.pairs[rng.integers(len(self.pairs))]
             shape = np.asarray(pair["shape"])
-            size = np.minimum(patch_shape, shape)
+            window_shape = np.empty(3, int)
+            window_shape[list(order)] = patch_shape  # so that the reordered window has the patch's shape
+            size = np.minimum(window_shape, shape)
             foreground = self._array(pair["name"], "foreground").array
             if rng.random() < self.foreground_fraction and len(foreground):
                 centre = np.array(np.unravel_index(int(foreground[rng.integers(len(foreground))]), shape))
@@ -222,8 +232,9 @@ class PatchDataset(torch.utils.data.Dataset):
                 centre = np.array([rng.integers(n) for n in shape])
             corner = np.clip(centre - size // 2, 0, shape - size)
             window = tuple(slice(int(c), int(c + n)) for c, n in zip(corner, size))
-            target, condition = (np.flip(self._array(pair["name"], kind).read(window), flipped) * np.float32(scale)
-                                 for kind in ("target", "condition"))
+            target, condition = (np.ascontiguousarray(np.transpose(
+                np.flip(self._array(pair["name"], kind).read(window), flipped), order)) * np.float32(scale)
+                for kind in ("target", "condition"))
             patches.append((torch.from_numpy(target)[None], torch.from_numpy(condition)[None]))
         return patches
 

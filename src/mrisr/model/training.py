@@ -159,7 +159,7 @@ def train(spec: ModelSpec, cache: Path, val_cache: Path, checkpoint_path: Path, 
     shapes = patch_shapes(spec.kind, spec.patch_size)
     loader = torch.utils.data.DataLoader(
         PatchDataset(cache, shapes, settings["foreground_fraction"], settings["intensity_augment"], seed,
-                     settings["flip_augment"]),
+                     settings["flip_augment"], settings["permute_axes"]),
         batch_sampler=StepBatches(start, settings["steps"], settings["batch_size"], world.rank, world.world),
         num_workers=settings["loader_workers"], pin_memory=device.type == "cuda",
         persistent_workers=settings["loader_workers"] > 0)

@@ -2,7 +2,7 @@
 
 A *degradation* is a named forward model from the config's
 ``degradations:`` section: an ``operator`` (:mod:`mrisr.pairs.operators`:
-``spline``, ``block`` or ``kspace``) with its settings, and ``noise_std``,
+``spline``, ``block``, ``kspace`` or ``slice``) with its settings, and ``noise_std``,
 the Rician noise on the LR. :func:`degrade` applies one and makes the LR
 scan of every pair; :func:`back_project` and :func:`lr_consistency` use its
 operator (never its noise) to move an estimate towards, or measure its
@@ -20,11 +20,11 @@ import numpy as np
 
 from ..grids import as_factors, lr_affine_for, lr_shape_for, upsample, voxel_sizes
 from ..io import load_volume, save_volume, write_json
-from .operators import block_average, kspace_truncate, rician_noise, spline_downsample
+from .operators import block_average, kspace_truncate, rician_noise, slice_profile, spline_downsample
 
 log = logging.getLogger(__name__)
 
-OPERATORS = ("spline", "block", "kspace")
+OPERATORS = ("spline", "block", "kspace", "slice")
 
 
 def noise_free(degradation: dict) -> dict:
@@ -50,6 +50,8 @@ def degrade(
         lr_volume = block_average(volume, lr_shape)
     elif operator == "kspace":
         lr_volume = kspace_truncate(volume, lr_shape)
+    elif operator == "slice":
+        lr_volume = slice_profile(volume, lr_shape, degradation["profile"], degradation["gap"])
     else:
         raise ValueError(f"unknown degradation operator {operator!r}; use one of {', '.join(OPERATORS)}")
     if degradation["noise_std"] > 0:
@@ -65,6 +67,9 @@ def describe(degradation: dict) -> str:
     if operator == "spline":
         text = (f"Gaussian pre-filter, order-{degradation['order']} spline" if degradation["antialias"]
                 else f"order-{degradation['order']} spline, no pre-filter")
+    elif operator == "slice":
+        text = f"thick slices, {degradation['profile']} profile" + (f", gap {degradation['gap']:g}" if degradation["gap"]
+                                                                    else "")
     else:
         text = {"block": "block average", "kspace": "k-space truncation"}[operator]
     return text + (f", Rician noise {degradation['noise_std']:g}" if degradation["noise_std"] > 0 else "")
