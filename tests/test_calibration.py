@@ -3,7 +3,6 @@ calibration survives the model file, and the evaluation's figures can say no."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from scipy import stats
 
