@@ -23,7 +23,7 @@ apply stage through :func:`error_scale` and :func:`interval_halfwidth`.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy import ndimage, stats
@@ -148,19 +148,18 @@ def empirical_coverage(error: np.ndarray, halfwidth: np.ndarray) -> float:
 
 def reliability(error: np.ndarray, scale: np.ndarray, calibration: Mapping, levels=LEVELS) -> list[dict]:
     """Nominal against empirical coverage (and mean width) of the calibrated intervals at each of ``levels``."""
-    rows = []
-    for level in levels:
-        halfwidth = interval_halfwidth(calibration, level) * scale
-        rows.append({"level": float(level), "coverage": empirical_coverage(error, halfwidth),
-                     "mean_width": float(np.mean(2 * halfwidth))})
-    return rows
+    return _coverage_rows(error, lambda level: interval_halfwidth(calibration, level) * scale, levels)
 
 
 def gaussian_reliability(error: np.ndarray, sd: np.ndarray, levels=LEVELS) -> list[dict]:
     """Coverage of the intervals that take a sample sd for a Gaussian standard error: estimate ± z(level) · sd."""
+    return _coverage_rows(error, lambda level: stats.norm.ppf(0.5 + level / 2) * sd, levels)
+
+
+def _coverage_rows(error: np.ndarray, halfwidth_at: Callable[[float], np.ndarray], levels) -> list[dict]:
     rows = []
     for level in levels:
-        halfwidth = stats.norm.ppf(0.5 + level / 2) * sd
+        halfwidth = halfwidth_at(level)
         rows.append({"level": float(level), "coverage": empirical_coverage(error, halfwidth),
                      "mean_width": float(np.mean(2 * halfwidth))})
     return rows
