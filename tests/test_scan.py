@@ -176,9 +176,10 @@ def test_a_missing_file_and_a_foreign_model_get_one_line(brain, model, tmp_path)
 def test_an_estimate_that_does_not_reproduce_the_scan_is_not_written(brain, model, tmp_path, monkeypatch):
     # A model gone wrong (its estimate flat), as a wrong normalisation made the first version's outputs.
     import mrisr.inference.scan as scan
+    from mrisr.inference.sampling import Sampled
 
-    monkeypatch.setattr(scan, "super_resolve", lambda volume, shape, *args: (np.full(shape, 0.5, np.float32),
-                                                                              np.zeros(shape, np.float32)))
+    flat = lambda volume, shape, *args: Sampled(np.full(shape, 0.5, np.float32), *[np.zeros(shape, np.float32)] * 2)  # noqa: E731
+    monkeypatch.setattr(scan, "super_resolve", flat)
     nib.save(brain, tmp_path / "scan.nii.gz")
     code = mrisr(["super-resolve", str(tmp_path / "scan.nii.gz"), "--model", model, "--output",
                   str(tmp_path / "sr.nii.gz"), "--threads", "1"])
