@@ -74,18 +74,26 @@ def training_curves(log: pd.DataFrame, path: str) -> Path:
     return save_figure(figure, path)
 
 
-def reliability_figure(curves: dict[str, pd.DataFrame], title: str, path: str) -> Path:
-    """Empirical against nominal coverage of intervals, one line per curve (columns ``level`` and ``coverage``),
-    with the identity: a line on it holds what its intervals claim."""
+def against_identity(lines: dict[str, tuple], upper: float, identity_label: str, axis_labels: tuple[str, str],
+                     title: str, path: str) -> Path:
+    """One line per entry of ``lines`` (x values, y values) beside the dashed identity from 0 to ``upper``: a line
+    on the identity holds what it claims."""
     figure, ax = plt.subplots(figsize=(4.2, 3.6))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="as claimed")
-    for name, curve in curves.items():
-        ax.plot(curve["level"], curve["coverage"], "o-", markersize=3, label=name)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("nominal coverage of the interval")
-    ax.set_ylabel("empirical coverage (brain voxels)")
+    ax.plot([0, upper], [0, upper], color="grey", linestyle="--", linewidth=1, label=identity_label)
+    for name, (x, y) in lines.items():
+        ax.plot(x, y, "o-", markersize=3, label=name)
+    ax.set_xlim(0, upper)
+    ax.set_ylim(0, upper)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(figure, path)
+
+
+def reliability_figure(curves: dict[str, pd.DataFrame], title: str, path: str) -> Path:
+    """Empirical against nominal coverage of intervals, one line per curve (columns ``level`` and ``coverage``)."""
+    return against_identity({name: (curve["level"], curve["coverage"]) for name, curve in curves.items()}, 1.0,
+                            "as claimed", ("nominal coverage of the interval", "empirical coverage (brain voxels)"),
+                            title, path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..figures import plt, save_figure
+from ..figures import against_identity, plt, save_figure
 
 
 def metric_strip(table: pd.DataFrame, metric: str, label: str, path: str) -> Path:
@@ -26,14 +26,6 @@ def metric_strip(table: pd.DataFrame, metric: str, label: str, path: str) -> Pat
 
 def calibration_figure(tables: dict[str, pd.DataFrame], title: str, path: str) -> Path:
     """RMSE of the estimate against the mean predicted sd per sd bin, one line per model, with the identity."""
-    figure, ax = plt.subplots(figsize=(4.2, 3.6))
-    upper = max(max(table["mean_sd"].max(), table["rmse"].max()) for table in tables.values())
-    ax.plot([0, upper], [0, upper], color="grey", linestyle="--", linewidth=1, label="calibrated")
-    for model, table in tables.items():
-        ax.plot(table["mean_sd"], table["rmse"], "o-", markersize=3, label=model)
-    ax.set_xlabel("mean sample sd in bin")
-    ax.set_ylabel("RMSE of the estimate in bin")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(figure, path)
+    upper = 1.05 * max(max(table["mean_sd"].max(), table["rmse"].max()) for table in tables.values())
+    return against_identity({model: (table["mean_sd"], table["rmse"]) for model, table in tables.items()}, upper,
+                            "calibrated", ("mean sample sd in bin", "RMSE of the estimate in bin"), title, path)

@@ -141,6 +141,17 @@ def describe(calibration: Mapping | None, level: float) -> str:
             f"(fitted on {', '.join(calibration.get('subjects', [])) or 'validation subjects'})")
 
 
+def write_interval(write: Callable[[np.ndarray, str, str], None], estimate: np.ndarray, scale: np.ndarray,
+                   halfwidth: float, level: float, paths: tuple[str, str, str]) -> None:
+    """The error scale and the bounds of the interval at ``level`` (``paths``: scale, lower, upper), each handed to
+    ``write(volume, path, description)``, which puts it on the caller's grid."""
+    label = f"{100 * level:g} %"
+    scale_path, lower_path, upper_path = paths
+    write(scale, scale_path, f"mrisr SR error scale; {label} interval: estimate ± {halfwidth:.3g} x scale")
+    write(estimate - halfwidth * scale, lower_path, f"mrisr SR lower bound of the {label} interval")
+    write(estimate + halfwidth * scale, upper_path, f"mrisr SR upper bound of the {label} interval")
+
+
 def empirical_coverage(error: np.ndarray, halfwidth: np.ndarray) -> float:
     """The share of voxels whose |error| is within the interval's half-width."""
     return float(np.mean(np.abs(error) <= halfwidth))

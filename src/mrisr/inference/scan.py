@@ -49,7 +49,7 @@ from ..pairs.degrade import degrade, noise_free
 from ..preprocess.intensity import WHITE_MATTER_LEVEL, white_matter_peak
 from ..preprocess.orientation import to_canonical, to_scan_order
 from ..preprocess.skullstrip import brain_mask, decide, foreground, to_ants
-from .calibration import describe, error_scale, interval_halfwidth
+from .calibration import describe, error_scale, interval_halfwidth, write_interval
 from .sampling import super_resolve
 
 log = logging.getLogger(__name__)
@@ -287,13 +287,10 @@ def super_resolve_scan(
         save_volume(to_scan(brain * model_spread * units)[0], scan_affine, outputs.sd,
                     description="mrisr SR sample sd (scan units)")
     if interval is not None:
-        level = f"{100 * settings['interval']:g} %"
-        save_volume(to_scan(scale_map)[0], scan_affine, outputs.scale,
-                    description=f"mrisr SR error scale (scan units); {level}: ±{interval['halfwidth']:.3g}x")
-        for path, sign in ((outputs.lower, -1), (outputs.upper, 1)):
-            bound = (inside if brain_only else estimate) + sign * interval["halfwidth"] * scale_map
-            save_volume(to_scan(bound)[0], scan_affine, path,
-                        description=f"mrisr SR {'lower' if sign < 0 else 'upper'} bound of the {level} interval")
+        write_interval(lambda volume, path, description: save_volume(to_scan(volume)[0], scan_affine, path,
+                                                                     description=description),
+                       inside if brain_only else estimate, scale_map, interval["halfwidth"], settings["interval"],
+                       (outputs.scale, outputs.lower, outputs.upper))
     if outputs.mask:
         save_volume(to_scan((brain > 0.5).astype(np.uint8))[0], scan_affine, outputs.mask, dtype=np.uint8,
                     description="mrisr brain mask")

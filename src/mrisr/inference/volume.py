@@ -24,7 +24,7 @@ from ..model.modelfile import condition_image, load_model, read_calibration, sav
 from ..model.networks import resolve_device
 from ..preprocess.orientation import canonical_grid, to_canonical, to_scan_order
 from .calibration import (describe, error_scale, feature_maps, fit_calibration, gaussian_reliability,
-                          interval_halfwidth, reliability)
+                          interval_halfwidth, reliability, write_interval)
 from .sampling import super_resolve
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,8 @@ def super_resolve_pair(lr_path: str, grid_path: str, stages: Sequence[tuple[str,
             raise MrisrError(f"{stages[-1][0]}: no calibration in this model file, so no error scale or interval")
         scale = error_scale(calibration, cubic, sampled.estimate, sampled.sd, sampled.view_sd)
         quantile = interval_halfwidth(calibration, outputs.interval)
-        level = f"{100 * outputs.interval:g} %"
-        write(scale, outputs.scale, f"mrisr SR error scale; {level} interval: estimate ± {quantile:.3g} x scale")
-        write(sampled.estimate - quantile * scale, outputs.lower, f"mrisr SR lower bound of the {level} interval")
-        write(sampled.estimate + quantile * scale, outputs.upper, f"mrisr SR upper bound of the {level} interval")
+        write_interval(write, sampled.estimate, scale, quantile, outputs.interval,
+                       (outputs.scale, outputs.lower, outputs.upper))
         write_json({"interval": outputs.interval, "halfwidth": quantile, "model": stages[-1][0],
                     "meaning": describe(calibration, outputs.interval), "calibration": calibration},
                    outputs.scale_sidecar)
