@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
+TEST_WORKERS ?= 3
 
 .PHONY: run test test-fast embedded-data lint bench-quality bench-thick bench-speed eclare-env lock clean
 
@@ -20,8 +21,10 @@ embedded-data: $(BIN)/activate
 run: embedded-data
 	$(BIN)/snakemake --cores $(CORES)
 
+# The whole suite in pytest-xdist workers, grouped and ordered by tests/conftest.py. Three workers on two cores:
+# workflow runs leave a core idle while they wait on job start-up, Slurm and the disk.
 test: embedded-data
-	$(BIN)/python -m pytest -ra --durations=15
+	$(BIN)/python -m pytest -ra --durations=15 -n $(TEST_WORKERS) --no-loadscope-reorder
 
 # Unit tests only: no workflow runs, no Slurm, no ROBEX, ANTs or torchrun (about 1.5 minutes on 2 cores).
 test-fast: $(BIN)/activate

@@ -1,10 +1,11 @@
-"""Preprocessing real heads with the default settings: every storage orientation, pycortex's S1 as stored,
-native-space output in the scan's own orientation, and a scan that fails QC (alone, and in a workflow run).
+"""Preprocessing a real head with the default settings: every storage orientation, native-space output in the
+scan's own orientation, and a scan that fails QC (alone, and in a workflow run).
 
-ROBEX takes about a minute a head whatever the input size, so the four ROBEX runs (the ROBEX head stored RAS,
-LIA and oblique, and S1 through the workflow) share one module-scoped pool of two processes, and every check
-on ROBEX's own result uses them. LIA permutes and flips every axis; that every other storage order gives the
-same RAS voxels is tested without ROBEX (tests/test_orientation.py).
+ROBEX takes about a minute a head whatever the input size, so the three ROBEX runs (the ROBEX head stored RAS,
+LIA and oblique) share one module-scoped pool of two processes, and every check on ROBEX's own result uses
+them. LIA permutes and flips every axis; that every other storage order gives the same RAS voxels is tested
+without ROBEX (tests/test_orientation.py). pycortex's S1 (a second real head, stored LIA with a zeroed
+background) is preprocessed by every `make run`; here its skull-stripping decision is (tests/test_skullstrip.py).
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from nibabel.processing import resample_from_to
 
 from conftest import snakemake
 from helpers import ONE_MODEL_CONFIG, REPO, TINY_CONFIG, rotation, stored_as
-from mrisr.data import registry
 from mrisr.preprocess import qc
 from mrisr.data.embedded import mni152_path, robex_head_path
 from mrisr.io import MrisrError, load_volume, save_volume
@@ -68,19 +68,9 @@ def preprocess_in(folder: str, subject: str, settings: dict) -> str:
     return ""
 
 
-def s1_through_the_local_source(workdir: str, scans: str) -> str:
-    """S1 as pycortex stores it, preprocessed by the workflow (data.source: local, default settings)."""
-    config = Path(workdir) / "local.yaml"
-    config.write_text(yaml.safe_dump({"data": {"source": "local", "local": {"path": scans}},
-                                      "split": {"train": ["MNI"], "test": ["S1"]}}))
-    result = snakemake(Path(workdir), "--configfile", str(config), "--cores", "1", "--",
-                       *(f"results/preproc/S1/{name}" for name in OUTPUTS), check=False)
-    return "" if result.returncode == 0 else result.stdout[-3000:] + result.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
-    """Variant -> (folder, error) for the ROBEX head in every orientation, and S1 (if in the data cache)."""
+    """Variant -> (folder, error) for the ROBEX head in every orientation."""
     if missing_tool("robex"):
         pytest.skip(missing_tool("robex"))
     folder = tmp_path_factory.mktemp("orientations")
@@ -88,21 +78,9 @@ def runs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     for variant in ORIENTATIONS:
         image = robex_head_as(variant)
         save_volume(np.asarray(image.dataobj), image.affine, folder / "raw" / f"{variant}.nii.gz")
-    jobs = {}
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-        try:
-            s1 = registry.volume_path("s1")
-        except MrisrError:
-            pass
-        else:
-            workdir = tmp_path_factory.mktemp("s1_local")
-            (workdir / "scans").mkdir()
-            (workdir / "scans" / "S1.nii.gz").symlink_to(s1)
-            (workdir / "scans" / "MNI.nii.gz").symlink_to(mni152_path())
-            jobs["S1"] = (workdir, pool.submit(s1_through_the_local_source, str(workdir), str(workdir / "scans")))
-        for variant in ORIENTATIONS:
-            jobs[variant] = (folder, pool.submit(preprocess_in, str(folder), variant, SETTINGS))
-        return {name: (where, job.result()) for name, (where, job) in jobs.items()}
+        jobs = {variant: pool.submit(preprocess_in, str(folder), variant, SETTINGS) for variant in ORIENTATIONS}
+        return {name: (folder, job.result()) for name, job in jobs.items()}
 
 
 def record(folder: Path, subject: str) -> pd.Series:
@@ -154,21 +132,6 @@ def test_the_head_as_shipped_gets_the_mask_robex_ships_with_it(runs):
     expected = ants.apply_transforms(template.image, shipped, [transform], interpolator="linear").numpy() > 0.5
     mask = nib.load(folder / "results" / "preproc" / "RAS" / "brain_mask.nii.gz").get_fdata() > 0
     assert qc.dice(mask, crop_or_pad(expected, template.box)) > 0.9
-
-
-def test_pycortex_s1_as_stored_comes_out_stripped_through_the_local_source(runs):
-    if "S1" not in runs:
-        pytest.skip(f"S1 is not in the data cache; run {registry.FETCH_COMMAND}")
-    workdir, error = runs["S1"]
-    assert error == ""
-    row = record(workdir, "S1")
-    assert row["status"] == qc.PASSED and within_thresholds(row)
-    assert row["orientation"] == "LIA" and row["skull_strip"] == "robex"
-    assert 1200 < row["brain_ml"] < 1800  # a brain, not the 4.4 l head
-    log = (workdir / "logs" / "preprocess" / "S1.log").read_text()
-    assert "S1: stored LIA; skull strip robex (auto: a head: foreground 4" in log
-    sidecar = yaml.safe_load((workdir / "results" / "raw" / "S1" / "T1w.json").read_text())
-    assert sidecar["orientation"] == "LIA" and sidecar["kind"] == "real person"
 
 
 @pytest.mark.parametrize("variant", ["LIA", "oblique"])
