@@ -144,11 +144,9 @@ def thick_figure(hr: np.ndarray, estimates: dict[str, np.ndarray], subject: str,
     """The HR brain and every method's estimate (``estimates``: method -> volume on the HR grid, in [0, 1]) in the
     two planes across the thick ``axis``, then each estimate's absolute error against the HR on one shared scale."""
     planes = across_thick_axis(axis)
-    return comparison_panel(
-        {"HR": hr, **estimates},
-        f"{subject}, thick along {axis}: {' and '.join(PLANES[plane] for plane in planes)} slices, across the thick axis",
-        str(path), maps=[{f"{method} error": np.abs(estimate - hr) for method, estimate in estimates.items()}],
-        planes=planes)
+    title = f"{subject}, thick along {axis}: {' and '.join(PLANES[plane] for plane in planes)} slices, across it"
+    return comparison_panel({"HR": hr, **estimates}, title, str(path), planes=planes,
+                            maps=[{f"{method} error": np.abs(estimate - hr) for method, estimate in estimates.items()}])
 
 
 def figure_links(rows: pd.DataFrame, folder: Path) -> list[str]:
