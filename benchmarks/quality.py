@@ -9,7 +9,8 @@ Prints one table and writes `<workdir>/quality.json`; each fold's HTML report is
 
 `--suite thick` (benchmarks/thick.py) trains its models by the workflow with the suite's `overlay` (thick-slice
 pairs), then scores each test subject with the thick axis along each of its `axes` beside cubic, back-projection
-and ECLARE (from `make eclare-env`'s environment, with the budget `eclare` states), into `<workdir>/quality.json`.
+and ECLARE (from `make eclare-env`'s environment, with the budget `eclare` states), into `<workdir>/quality.json`,
+and links each subject and axis's figure of slices across the thick axis in `<workdir>/thick_figures.md`.
 """
 from __future__ import annotations
 
@@ -182,8 +183,9 @@ def main() -> None:
     suite = read_yaml(SUITES)[args.suite]
     started = time.perf_counter()
     splits = folds(base, "config" if args.smoke else args.folds)
+    figures = []
     if "axes" in suite:
-        from thick import thick_table
+        from thick import figure_links, thick_table
 
         args.axes = args.axes.split(",") if args.axes else suite["axes"]
         rows = pd.concat([run_thick_fold(name, split, suite, base, args) for name, split in splits.items()],
@@ -191,13 +193,16 @@ def main() -> None:
         table = thick_table(rows)
         print(table.round({"psnr_brain": 2, "ssim_brain": 4, "dice_mean": 4, "vs_cubic": 2, "vs_eclare": 2,
                            "seconds": 0}).to_string(index=False))
+        figures = figure_links(rows, args.workdir)
+        (args.workdir / "thick_figures.md").write_text("\n\n".join(figures) + "\n")
+        print(f"slices across the thick axis ({args.workdir / 'thick_figures.md'}):", *figures, sep="\n")
     else:
         rows = pd.concat([run_fold(name, split, suite, base, args) for name, split in splits.items()],
                          ignore_index=True)
         table = print_table(rows)
     document = {
         "suite": args.suite, "suite_settings": suite, "folds": splits, "steps": args.steps or base["train"]["steps"],
-        "per_subject": rows.to_dict("records"), "summary": table.to_dict("records"),
+        "per_subject": rows.to_dict("records"), "summary": table.to_dict("records"), "figures": figures,
         "training_seconds_last_fold": training_seconds(args.workdir, suite["models"]),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
         "provenance": provenance(REPO), "total_seconds": time.perf_counter() - started,

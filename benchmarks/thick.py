@@ -8,7 +8,9 @@ for, and a model whose thick axis is z samples an x- or y-thick scan turned so i
 it trains on the scan itself) runs from a virtual environment of its own (``make eclare-env``, never the project's
 lock); without it the suite leaves ECLARE out and says so. Its budget (training patches, and the slice thickness
 given or estimated by its ESPRESO step) is a setting printed with the figures. ECLARE's output is checked against
-the HR grid (shape and affine) and resampled onto it in world coordinates only when they differ.
+the HR grid (shape and affine) and resampled onto it in world coordinates only when they differ. For each subject
+and axis one figure shows every method in the two planes cut across the thick axis, where thick slices differ
+(:func:`thick_figure`); :func:`figure_links` lists them as Markdown for the docs and the report.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from mrisr.figures import comparison_panel
 from mrisr.grids import lr_affine_for, upsample
 from mrisr.io import load_volume, save_volume
 from mrisr.pairs.degrade import back_project, degrade
@@ -31,6 +34,8 @@ from mrisr.pairs.operators import slice_thickness
 REPO = Path(__file__).resolve().parents[1]
 ECLARE_VENV = Path(os.environ.get("MRISR_ECLARE_VENV", REPO / ".eclare-venv"))
 AXES = {"x": 0, "y": 1, "z": 2}
+# The planes of mrisr.figures.mid_slices, in its order: each is the plane across x, y and z in turn.
+PLANES = ("sagittal", "coronal", "axial")
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,33 @@ def eclare_estimate(lr_path: Path, hr_image, degradation: dict, budget: EclareBu
     return estimate, seconds, note
 
 
+def across_thick_axis(axis: str) -> list[int]:
+    """The planes of :func:`mrisr.figures.mid_slices` that contain the thick ``axis``: they cut across the slices,
+    where their thickness shows (the third plane is in-plane, sharp in every method)."""
+    return [plane for plane in range(3) if plane != AXES[axis]]
+
+
+def thick_figure(hr: np.ndarray, estimates: dict[str, np.ndarray], subject: str, axis: str, path: Path) -> Path:
+    """The HR brain and every method's estimate (``estimates``: method -> volume on the HR grid, in [0, 1]) in the
+    two planes across the thick ``axis``, then each estimate's absolute error against the HR on one shared scale."""
+    planes = across_thick_axis(axis)
+    title = f"{subject}, thick along {axis}: {' and '.join(PLANES[plane] for plane in planes)} slices, across it"
+    return comparison_panel({"HR": hr, **estimates}, title, str(path), planes=planes,
+                            maps=[{f"{method} error": np.abs(estimate - hr) for method, estimate in estimates.items()}])
+
+
+def figure_links(rows: pd.DataFrame, folder: Path) -> list[str]:
+    """A Markdown image link to the figure of each subject and axis of ``rows`` (:func:`thick_rows`' rows), relative
+    to ``folder``, where the Markdown that holds them is written."""
+    return [f"![{row.subject}, thick along {row.axis}: slices across the thick axis]"
+            f"({os.path.relpath(row.figure, folder)})"
+            for row in rows.drop_duplicates(["subject", "axis"]).itertuples()]
+
+
 def thick_rows(subject: str, preproc: Path, axes: list[str], factor: float, degradation: dict, models: dict,
                evaluate: dict, budget: EclareBudget | None, workdir: Path, seed: int, threads: int) -> list[dict]:
-    """Every method's scores on one subject along each of ``axes``; ``models``: name -> model file."""
+    """Every method's scores on one subject along each of ``axes``, with the figure of its slices across the thick
+    axis (:func:`thick_figure`, beside the LR); ``models``: name -> model file."""
     import torch
 
     from mrisr.evaluation.scoring import score
@@ -163,11 +192,13 @@ def thick_rows(subject: str, preproc: Path, axes: list[str], factor: float, degr
             estimates[name] = (estimate, time.perf_counter() - started, "")
         if budget is not None:
             estimates["eclare"] = eclare_estimate(lr_path, hr_image, degradation, budget, ECLARE_VENV)
+        figure = thick_figure(hr, {method: np.clip(estimate, 0, 1) for method, (estimate, _, _) in estimates.items()},
+                              subject, axis, lr_path.parent / "slices_across_thick_axis.png")
         for method, (estimate, seconds, note) in estimates.items():
             row = score(hr, lr, mask, estimate, factors, degradation, evaluate["tissue_classes"])
             rows.append({"subject": subject, "axis": axis, "factor": "x".join(f"{f:g}" for f in factors),
                          "method": method, "seconds": seconds, "note": note,
-                         "budget": budget.label() if method == "eclare" else "", **row})
+                         "budget": budget.label() if method == "eclare" else "", "figure": str(figure), **row})
             print(f"  {subject} {axis} {method}: PSNR {row['psnr_brain']:.2f} dB, SSIM {row['ssim_brain']:.4f} "
                   f"({seconds:.0f} s) {note}", flush=True)
     return rows

@@ -6,8 +6,8 @@ from mrisr.workflow import run_rule
 
 def main(snakemake):
     i, params = snakemake.input, snakemake.params
-    build_apply_report(list(i.sidecars), list(i.panels), params.models, params.scans, params.config,
-                       provenance(snakemake.scriptdir), snakemake.output.html, list(snakemake.output.descriptions))
+    build_apply_report(list(i.sidecars), list(i.panels), params.jobs, params.config, provenance(snakemake.scriptdir),
+                       snakemake.output.html, list(snakemake.output.descriptions))
 
 
 run_rule(snakemake, main)  # noqa: F821

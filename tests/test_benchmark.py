@@ -110,6 +110,35 @@ def test_the_thick_table_compares_every_method_with_cubic_and_eclare_per_subject
     assert table["dice_mean"].round(6).eq(0.8).all()
 
 
+@pytest.mark.parametrize("axis", ["x", "y", "z"])
+def test_the_thick_figure_shows_the_planes_across_the_thick_axis_and_is_linked_in_markdown(tmp_path, axis):
+    import matplotlib.image
+    import numpy as np
+    import pandas as pd
+
+    from mrisr.figures import comparison_panel, mid_slices
+    from thick import AXES, across_thick_axis, figure_links, thick_figure
+
+    # Stripes along the thick axis only: the planes across it show them, the in-plane one is flat.
+    stripes = np.moveaxis(np.broadcast_to(np.arange(12) % 2, (10, 11, 12)), 2, AXES[axis]).astype(np.float32)
+    slices = mid_slices(stripes)
+    assert all(slices[plane].std() > 0 for plane in across_thick_axis(axis)) and len(across_thick_axis(axis)) == 2
+    assert slices[AXES[axis]].std() == 0
+    hr = np.random.default_rng(0).random((12, 14, 10)).astype(np.float32)
+    estimates = {method: np.clip(hr + 0.1 * k, 0, 1) for k, method in
+                 enumerate(["cubic", "back_projection", "eclare", "thick3d"])}
+    path = thick_figure(hr, estimates, "robex", axis, tmp_path / "thick" / "robex" / axis / "slices.png")
+    # The same columns (every image, then every error) in all three planes: one row more.
+    every_plane = comparison_panel({"HR": hr, **estimates}, "three planes", str(tmp_path / "three.png"),
+                                   maps=[{method: np.abs(estimate - hr) for method, estimate in estimates.items()}])
+    two, three = matplotlib.image.imread(path), matplotlib.image.imread(every_plane)
+    assert two.shape[1] == three.shape[1] and 0.55 < two.shape[0] / three.shape[0] < 0.75
+    rows = pd.DataFrame([{"subject": "robex", "axis": axis, "method": method, "figure": str(path)}
+                         for method in ["cubic", *estimates]])
+    assert figure_links(rows, tmp_path) == [
+        f"![robex, thick along {axis}: slices across the thick axis](thick/robex/{axis}/slices.png)"]
+
+
 def test_the_thick_suite_plans_its_models_on_thick_slice_pairs(tmp_path):
     import argparse
 

@@ -7,6 +7,7 @@ adds nothing to the interpolation), so these tests check the path a scan takes, 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -18,8 +19,9 @@ from helpers import rotation, stored_as, tiny_config
 from mrisr.cli import main as mrisr
 from mrisr.data.embedded import mni152_path, robex_head_path
 from mrisr.grids import lr_affine_for
-from mrisr.io import load_volume
-from mrisr.model.modelfile import save_model
+from mrisr.inference.scan import check_scan, turned_factor
+from mrisr.io import MrisrError, load_volume
+from mrisr.model.modelfile import read_model_file, save_model
 from mrisr.model.spec import degradation_of, model_spec
 from mrisr.pairs.degrade import degrade
 
@@ -28,19 +30,30 @@ LR_MM = 2 * HR_MM
 DEGRADATION = degradation_of(tiny_config())
 
 
+def model_file(folder, config: dict) -> str:
+    """A model file of the tiny test config with ``config`` merged in, untrained, making HR_MM voxels."""
+    spec = model_spec(tiny_config(config), "diffusion3d", [HR_MM] * 3, [], {})
+    save_model(folder / "model.pt", spec, spec.build_network())
+    return str(folder / "model.pt")
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    spec = model_spec(tiny_config(), "diffusion3d", [HR_MM] * 3, [], {})
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_model(path, spec, spec.build_network())
-    return str(path)
+    return model_file(tmp_path_factory.mktemp("model"), {})
 
 
-def low_resolution(image: nib.Nifti1Image, units: float = 400.0) -> nib.Nifti1Image:
-    """``image`` in scan-like units, degraded from its own voxel size to LR_MM with its affine kept consistent."""
+@pytest.fixture(scope="module")
+def thick_model(tmp_path_factory):
+    """A thick-slice model: factor [1, 1, 3], so it takes 3 x 3 x 9 mm scans, thick along z."""
+    return model_file(tmp_path_factory.mktemp("thick_model"), {"pairs": {"factor": [1, 1, 3]}})
+
+
+def low_resolution(image: nib.Nifti1Image, units: float = 400.0, voxel_mm=LR_MM) -> nib.Nifti1Image:
+    """``image`` in scan-like units, degraded from its own voxel size to ``voxel_mm`` (per axis, or one number) with
+    its affine kept consistent."""
     volume = image.get_fdata(dtype=np.float32)
     volume = volume / np.percentile(volume[volume > 0], 99) * units
-    factor = LR_MM / np.asarray(image.header.get_zooms()[:3])
+    factor = np.asarray(voxel_mm) / np.asarray(image.header.get_zooms()[:3])
     lr = degrade(volume, factor, DEGRADATION)
     return nib.Nifti1Image(lr, lr_affine_for(image.affine, volume.shape, lr.shape))
 
@@ -203,3 +216,71 @@ def test_a_head_is_skull_stripped_and_gives_a_brain_estimate(model, tmp_path):
     mask_ml = mask.sum() * np.prod(estimate.header.get_zooms()[:3]) / 1000
     assert 900 < mask_ml < 2000, mask_ml  # a brain, not the head (3.3 l)
     assert estimate.shape == tuple(2 * n for n in head.shape)
+
+
+@pytest.mark.parametrize("voxel_mm", [[9.0, 3.0, 3.0], [3.0, 9.0, 3.0], [3.0, 3.0, 9.0]])
+@pytest.mark.parametrize("storage", ["RAS", "PIL"])
+def test_a_thick_slice_scan_fits_a_thick_slice_model_along_any_axis_in_any_storage(
+        model, thick_model, voxel_mm, storage):
+    volume = np.random.default_rng(0).random((16, 16, 16)).astype(np.float32)
+    scan = stored_as(nib.Nifti1Image(volume, np.diag([*voxel_mm, 1.0])), storage)
+    spec, _ = read_model_file(thick_model)
+    check_scan(scan, "scan.nii.gz", spec)
+    factor, input_mm = turned_factor(spec, scan)
+    assert factor == [3.0 if mm == 9 else 1.0 for mm in voxel_mm] and input_mm == voxel_mm  # the RAS voxel order
+    # An isotropic model is never turned.
+    assert turned_factor(read_model_file(model)[0], scan)[0] == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("voxel_mm", [[2.0, 2.0, 2.0], [9.0, 9.0, 3.0]])
+def test_a_voxel_size_no_order_of_the_models_factor_fits_gets_one_line(thick_model, voxel_mm):
+    spec, _ = read_model_file(thick_model)
+    volume = np.random.default_rng(0).random((16, 16, 16)).astype(np.float32)
+    with pytest.raises(MrisrError) as error:
+        check_scan(nib.Nifti1Image(volume, np.diag([*voxel_mm, 1.0])), "scan.nii.gz", spec)
+    assert str(error.value) == (f"scan.nii.gz: voxel size {voxel_mm} mm, but this model turns [3.0, 3.0, 9.0] mm "
+                                "scans (in any order of its axes) into [3.0, 3.0, 3.0] mm (factor [1.0, 1.0, 3.0]); "
+                                "use a model trained for this factor, or skip this check")
+
+
+def middle(image: nib.Nifti1Image, shape: tuple[int, int, int], margin: int = 2) -> nib.Nifti1Image:
+    """The box of ``shape`` voxels in the middle of ``image``, its outer ``margin`` voxels zeroed: a skull-stripped
+    scan in miniature (its foreground closed within the box), quick to super-resolve."""
+    start = [(n - s) // 2 for n, s in zip(image.shape, shape)]
+    box = image.slicer[tuple(slice(a, a + s) for a, s in zip(start, shape))]
+    volume = np.zeros(shape, np.float32)
+    inner = tuple(slice(margin, s - margin) for s in shape)
+    volume[inner] = box.get_fdata(dtype=np.float32)[inner]
+    return nib.Nifti1Image(volume, box.affine)
+
+
+@pytest.fixture(scope="module")
+def scans_to_pick_for(brain) -> dict[str, nib.Nifti1Image]:
+    """The middle of the MNI152 brain thick along x (9 x 3 x 3 mm, a sagittal acquisition), and at 6 mm."""
+    return {"thick along x": middle(low_resolution(load_volume(mni152_path()), voxel_mm=[9, 3, 3]), (10, 20, 24)),
+            "isotropic": middle(brain, (12, 10, 14))}
+
+
+@pytest.mark.parametrize("case, storage, picked", [("thick along x", "RAS", "thick"), ("thick along x", "PIL", "thick"),
+                                                   ("isotropic", "RAS", "isotropic")])
+def test_of_two_models_a_scan_gets_the_one_whose_factor_fits_it_turned_onto_its_axes(
+        case, storage, picked, scans_to_pick_for, model, thick_model, tmp_path, caplog):
+    # PIL stores x along the last axis: in storage order the thick scan looks like the model's [3, 3, 9] mm.
+    scan = stored_as(scans_to_pick_for[case], storage)
+    nib.save(scan, tmp_path / "scan.nii.gz")
+    models = {"isotropic": model, "thick": thick_model}
+    with caplog.at_level(logging.INFO):
+        code = mrisr(["super-resolve", str(tmp_path / "scan.nii.gz"), "--model", model, "--model", thick_model,
+                      "--output", str(tmp_path / "sr.nii.gz"), "--fast", "--skull-strip", "none",
+                      "--no-bias-correction", "--threads", "1"])
+    assert code == 0
+    assert [m for m in caplog.messages if "is nearest" in m][0].count(f"{models[picked]}, which takes") == 1
+    sidecar = json.loads((tmp_path / "sr.json").read_text())
+    assert sidecar["model"] == models[picked]
+    assert sidecar["factor_ras"] == ([3.0, 1.0, 1.0] if picked == "thick" else [2.0, 2.0, 2.0])
+    # Refined along the axes the scan is coarse along (only its thick one), in its own storage order: HR_MM voxels.
+    estimate = nib.load(tmp_path / "sr.nii.gz")
+    step = np.round(np.asarray(scan.header.get_zooms()[:3]) / HR_MM)
+    assert estimate.shape == tuple(int(n * f) for n, f in zip(scan.shape, step))
+    np.testing.assert_allclose(estimate.header.get_zooms()[:3], HR_MM, rtol=0.02)
+    assert nib.aff2axcodes(estimate.affine) == nib.aff2axcodes(scan.affine)

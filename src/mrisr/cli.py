@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .io import MrisrError, exit_status
+from .io import MrisrError, exit_status, load_volume
 
 # Command-line options that override the model file's sampler defaults.
 SAMPLER_OPTIONS = {"steps": "steps", "samples": "n_samples", "estimate": "estimate", "eta": "eta",
@@ -31,6 +31,20 @@ def beside(output: str, suffix: str) -> str:
     return str(Path(output).with_name(f"{stem}_{suffix}.nii.gz"))
 
 
+def picked_model(scan_path: str, model_paths: list[str]) -> str:
+    """The one model of ``model_paths`` whose input voxel size, turned onto the scan's axes, is nearest the scan's
+    (:func:`mrisr.inference.voxel_fit.nearest_model`), logged with why in one line; the only one, if one."""
+    from .inference.voxel_fit import nearest_model, ras_voxel_mm
+    from .model.modelfile import read_model_file
+
+    if len(model_paths) == 1:
+        return model_paths[0]
+    inputs = {path: read_model_file(path)[0].input_voxel_mm for path in model_paths}
+    path, why = nearest_model(inputs, ras_voxel_mm(load_volume(scan_path)))
+    logging.info("%s: %s", scan_path, why)
+    return path
+
+
 def super_resolve_command(args: argparse.Namespace) -> None:
     """Super-resolve a T1w scan at the model's factor, on its own grid, in its own orientation and units."""
     import torch
@@ -43,7 +57,8 @@ def super_resolve_command(args: argparse.Namespace) -> None:
         raise MrisrError("--fast takes one pass and draws no samples, so it makes no uncertainty map; "
                          "leave out --uncertainty or --fast")
     torch.set_num_threads(args.threads)
-    spec, _ = read_model_file(args.model)
+    model = picked_model(args.input, args.model)
+    spec, _ = read_model_file(model)
     settings = {**spec.sampler, "device": args.device, **(FAST if args.fast else {})}
     settings.update({key: getattr(args, option) for option, key in SAMPLER_OPTIONS.items()
                      if getattr(args, option) is not None})
@@ -60,7 +75,7 @@ def super_resolve_command(args: argparse.Namespace) -> None:
     if args.uncertainty:  # a calibrated model's maps go beside the estimate (an uncalibrated one writes the sd only)
         outputs.scale, outputs.lower, outputs.upper = (beside(args.output, name)
                                                        for name in ("scale", "lower", "upper"))
-    super_resolve_scan(args.input, args.model, settings, outputs, args.seed, skull_strip=args.skull_strip,
+    super_resolve_scan(args.input, model, settings, outputs, args.seed, skull_strip=args.skull_strip,
                        bias_correction=args.bias_correction, normalize=args.normalize, brain_only=args.brain_only,
                        voxel_size_check=not args.ignore_voxel_size, provenance=provenance(Path(__file__).parent))
 
@@ -76,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "outside the brain), with a JSON sidecar. An estimate that does not reproduce the scan is "
                     "not written.")
     sr.add_argument("input", help="low-resolution T1w NIfTI (3D): a head or a skull-stripped brain")
-    sr.add_argument("--model", required=True, help="model.pt written by the workflow's train rule")
+    # One path per --model (not nargs="+", which would take a scan given after it for a model too).
+    sr.add_argument("--model", required=True, action="append",
+                    help="model.pt written by the workflow's train rule; give --model again for several, and the one "
+                         "whose input voxel size, turned onto the scan's axes, is nearest the scan's is used (a model "
+                         "thick along z takes a scan thick along x)")
     sr.add_argument("--output", required=True, help="super-resolved NIfTI to write (a JSON sidecar goes beside it)")
     sr.add_argument("--uncertainty",
                     help="also write the voxel-wise sample sd here and, with a calibrated model, its error scale and "

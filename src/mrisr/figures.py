@@ -38,8 +38,10 @@ def mid_slices(volume: np.ndarray, centre: Sequence[int] | None = None) -> list[
 
 def comparison_panel(
     images: dict[str, np.ndarray], title: str, path: str, maps: Sequence[dict[str, np.ndarray]] = (),
+    planes: Sequence[int] = (0, 1, 2),
 ) -> Path:
-    """Mid-slices (rows: sagittal, coronal, axial), one column per image in [0, 1], then one per map.
+    """Mid-slices (rows: the ``planes`` of :func:`mid_slices`, by default sagittal, coronal, axial), one column
+    per image in [0, 1], then one per map.
 
     Each dict of ``maps`` (errors, sample sd) shares one colour scale, so its
     columns compare directly.
@@ -48,10 +50,12 @@ def comparison_panel(
     for group in maps:
         upper = max([float(np.percentile(volume, 99.5)) for volume in group.values()] + [1e-6])
         columns += [(name, volume, "magma", upper) for name, volume in group.items()]
-    figure, axes = plt.subplots(3, len(columns), figsize=(2.2 * len(columns), 6.9), squeeze=False)
+    figure, axes = plt.subplots(len(planes), len(columns), figsize=(2.2 * len(columns), 2.3 * len(planes)),
+                                squeeze=False)
     for column, (name, volume, colormap, upper) in enumerate(columns):
-        for row, image in enumerate(mid_slices(volume)):
-            axes[row, column].imshow(image, cmap=colormap, vmin=0, vmax=upper, interpolation="nearest")
+        slices = mid_slices(volume)
+        for row, plane in enumerate(planes):
+            axes[row, column].imshow(slices[plane], cmap=colormap, vmin=0, vmax=upper, interpolation="nearest")
             axes[row, column].axis("off")
         axes[0, column].set_title(name, fontsize=9)
     figure.suptitle(title, fontsize=10)

@@ -1,6 +1,7 @@
-# The apply stage: each of the user's own LR scans (apply.path) super-resolved by each model of apply.models,
-# written in the BIDS-derivatives layout (one dataset per model), and one page that shows them all. A scan
-# that fails stops its own job in one line (run with --keep-going, then list it in apply.exclude).
+# The apply stage: each of the user's own LR scans (apply.path) super-resolved by each model of apply.models
+# (with apply.pick_model, by the one whose voxel size fits it: APPLY_JOBS), written in the BIDS-derivatives layout
+# (one dataset per model), and one page that shows them all. A scan that fails stops its own job in one line (run
+# with --keep-going, then list it in apply.exclude).
 
 APPLY_PATTERN = f"{RESULTS}/apply/{{model}}/sub-{{scan}}/anat/sub-{{scan}}_res-{{res}}_{{suffix}}"
 
@@ -47,20 +48,19 @@ use rule apply as apply_raw with:
 
 rule apply_report:
     input:
-        sidecars=[applied(model, scan, APPLY_OUTPUTS["sidecar"]) for model in APPLIED for scan in APPLY_FILES],
-        panels=[applied(model, scan, APPLY_OUTPUTS["panel"]) for model in APPLIED for scan in APPLY_FILES],
+        sidecars=[applied(model, scan, APPLY_OUTPUTS["sidecar"]) for model, scan in APPLY_JOBS],
+        panels=[applied(model, scan, APPLY_OUTPUTS["panel"]) for model, scan in APPLY_JOBS],
     output:
         html=report(
             f"{RESULTS}/apply/report.html",
             caption="../report/apply.rst",
             category="Applied scans",
         ),
-        descriptions=[f"{RESULTS}/apply/{model}/dataset_description.json" for model in APPLIED],
+        descriptions=[f"{RESULTS}/apply/{model}/dataset_description.json" for model in APPLY_MODELS],
     log:
         "logs/apply_report.log",
     params:
-        models=APPLIED,
-        scans=list(APPLY_FILES),
+        jobs=[[model, scan, why] for (model, scan), why in APPLY_JOBS.items()],
         config=canonical(config["apply"]),
     conda:
         "../../envs/evaluate.yaml"

@@ -18,6 +18,7 @@ from mrisr.data.hcp import check_credentials, read_subject_list
 from mrisr.data.local import check_local_files, discover_local
 from mrisr.data.split import resolve_split, without_excluded
 from mrisr.grids import factor_label
+from mrisr.inference.voxel_fit import apply_jobs
 from mrisr.io import MrisrError
 from mrisr.model.spec import TRAINABLE_KINDS, degradation_of, resolve_models
 from mrisr.preprocess.skullstrip import missing_tool
@@ -87,6 +88,21 @@ def applied_models(apply, models):
     return names
 
 
+def input_voxel_mm(model):
+    """The voxel size (mm, per axis) of the scans a model takes: a pretrained file's own, or for a model trained
+    here the HR grid's spacing times its factor (known before it is trained only on the template's grid)."""
+    entry = MODELS[model]
+    if "pretrained" in entry:
+        from mrisr.model.modelfile import read_model_file
+
+        return read_model_file(entry["pretrained"])[0].input_voxel_mm
+    if config["preprocess"]["output_space"] != "template":
+        raise MrisrError(f"apply.pick_model: {model} is trained here on each subject's own grid "
+                         "(preprocess.output_space: native), so the voxel size it takes is known only once it is "
+                         "trained; use preprocess.output_space: template, or apply.pick_model: false")
+    return [config["preprocess"]["spacing"] * f for f in entry["factor"]]
+
+
 RESULTS = "results"
 # Config files given on the command line are merged key by key over config/config.yaml, except the
 # sections of mrisr.config.REPLACED_WHOLE (the split, the embedded volumes), which replace the default.
@@ -100,6 +116,9 @@ try:
     EXCLUDED = config["preprocess"]["exclude"]
     APPLY_FILES = apply_scans(config["apply"])
     APPLIED = applied_models(config["apply"], MODELS)
+    # (model, scan) -> why: every model on every scan, or with apply.pick_model each scan by the model that fits it.
+    APPLY_JOBS = apply_jobs(APPLY_FILES, APPLIED, input_voxel_mm if config["apply"]["pick_model"] else None)
+    APPLY_MODELS = list(dict.fromkeys(model for model, _ in APPLY_JOBS))  # the models with a scan to super-resolve
     SPLIT = resolve_split(*without_excluded(config["split"], AVAILABLE, EXCLUDED), config["seed"],
                           train_required=bool(TRAINED), test_required=not APPLY_FILES)
     TRAIN, VAL, TEST = SPLIT["train"], SPLIT["val"], SPLIT["test"]

@@ -199,20 +199,22 @@ def uncertainty_parts(subject: str, uncertainty: dict[str, str], reliability: di
     return {"uncertainty": _html(table[columns], float_format="%.3f"), "reliability": embed_png(reliability_png)}
 
 
-def build_apply_report(sidecars: list[str], panels: list[str], models: list[str], scans: list[str], config: dict,
+def build_apply_report(sidecars: list[str], panels: list[str], jobs: list[list[str]], config: dict,
                        provenance: dict, html_path: str, description_paths: list[str]) -> None:
     """The apply stage's page: a table of every scan and model, then each scan's slices; and the
     ``dataset_description.json`` of each model's BIDS-derivatives dataset.
 
-    ``sidecars`` and ``panels`` run over ``models``, and within each over
-    ``scans``; ``description_paths`` over ``models``.
+    ``sidecars`` and ``panels`` run over ``jobs`` (``[model, scan, why this model]``, why empty when every model
+    ran on every scan); ``description_paths`` over their models, in that order.
     """
     import json
 
     records = [json.loads(Path(path).read_text()) for path in sidecars]
-    names = [(model, scan) for model in models for scan in scans]
+    names = [(model, scan) for model, scan, _ in jobs]
+    picked = {(model, scan): why for model, scan, why in jobs if why}
     table = pd.DataFrame([{
-        "scan": scan, "model": model, "input voxel (mm)": record["input_voxel_mm"],
+        "scan": scan, "model": model, **({"why this model": picked[model, scan]} if picked else {}),
+        "input voxel (mm)": record["input_voxel_mm"],
         "output voxel (mm)": record["output_voxel_mm"], "skull strip": record["skull_strip"],
         "LR-consistency (dB)": f"{record['lr_psnr']:.1f} (cubic {record['lr_psnr_cubic']:.1f})",
         "corr. with cubic": f"{record['correlation']:.3f}", "seconds": record["seconds"]["total"],
@@ -226,9 +228,9 @@ def build_apply_report(sidecars: list[str], panels: list[str], models: list[str]
         table=_html(table), scans=figures, config=yaml.safe_dump(config, sort_keys=False), provenance=provenance)
     with atomic_path(html_path) as tmp:
         tmp.write_text(html)
-    for model, path in zip(models, description_paths):
+    for model, path in zip(dict.fromkeys(model for model, _ in names), description_paths):
         write_json({"Name": f"mrisr super-resolution ({model})", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
                     "GeneratedBy": [{"Name": "mrisr", "Version": provenance["versions"]["mrisr"],
                                      "Description": f"model {model}", "git_commit": provenance["git_commit"]}]},
                    path)
-    log.info("apply report of %d scan(s) and %d model(s) -> %s", len(scans), len(models), html_path)
+    log.info("apply report of %d scan(s) and %d model(s) -> %s", len(figures), len(description_paths), html_path)

@@ -5,7 +5,9 @@ Steps (shared by ``mrisr super-resolve`` and the workflow's ``apply`` stage):
 
 1. Refuse what is not one T1w head or brain (:func:`check_scan`): a 2D slice,
    a constant image, a field of view larger than a head, a voxel size the
-   model was not trained for, a z-scored image; one line each.
+   model was not trained for, a z-scored image; one line each. An anisotropic
+   (thick-slice) model's factor is turned onto the scan's axes first
+   (:func:`turned_factor`): a model thick along z takes a scan thick along x.
 2. The RAS voxel order (:mod:`mrisr.preprocess.orientation`), N4 bias field,
    and the brain mask: ``auto`` takes a scan whose foreground is no bigger
    than a brain for skull-stripped, else runs ROBEX, and logs its evidence
@@ -51,6 +53,7 @@ from ..preprocess.orientation import to_canonical, to_scan_order
 from ..preprocess.skullstrip import brain_mask, decide, foreground, to_ants
 from .calibration import describe, error_scale, interval_halfwidth, write_interval
 from .sampling import super_resolve
+from .voxel_fit import fits, nearest_axis_order, ras_voxel_mm
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,17 @@ class PreparedScan:
         return np.clip(self.volume / self.bias / self.scale, 0, 1) * self.mask
 
 
+def turned_factor(spec: ModelSpec, image: nib.Nifti1Image) -> tuple[list[float], list[float]]:
+    """The model's step factor and input voxel size along the scan's axes in the RAS voxel order it is prepared in.
+
+    An anisotropic model's axes in the order nearest the scan's voxel size (a model thick along z on a scan thick
+    along x: its factor along x); an isotropic model's as they are. The output grid is the scan's refined by this
+    factor, and :func:`mrisr.inference.sampling.super_resolve` then turns the scan to the model to sample it.
+    """
+    order, _ = nearest_axis_order(spec.input_voxel_mm, ras_voxel_mm(image))
+    return [spec.step_factor[a] for a in order], [spec.input_voxel_mm[a] for a in order]
+
+
 def check_scan(image: nib.Nifti1Image, path: str, spec: ModelSpec, voxel_size_check: bool = True) -> None:
     """Raise :class:`MrisrError` with one line when ``image`` is not a scan this model can super-resolve."""
     volume = np.asarray(image.dataobj, dtype=np.float32)
@@ -110,14 +124,13 @@ def check_scan(image: nib.Nifti1Image, path: str, spec: ModelSpec, voxel_size_ch
     if negative.mean() > MAX_NEGATIVE_SHARE:
         raise MrisrError(f"{path}: {100 * negative.mean():.0f} % of the voxels are well below zero: a z-scored, "
                          "difference or phase image, not a T1w magnitude scan; give the scan as it was acquired")
-    if voxel_size_check:
-        expected_mm = np.asarray(spec.voxel_mm) * np.asarray(spec.step_factor)
-        input_mm = voxel_sizes(image.affine)
-        if np.any(np.abs(input_mm / expected_mm - 1) > 0.25):
-            raise MrisrError(
-                f"{path}: voxel size {input_mm.round(2).tolist()} mm, but this model turns "
-                f"{expected_mm.round(2).tolist()} mm scans into {np.round(spec.voxel_mm, 2).tolist()} mm "
-                f"(factor {spec.step_factor}); use a model trained for this factor, or skip this check")
+    if voxel_size_check and not fits(turned_factor(spec, image)[1], ras_voxel_mm(image)):
+        any_order = " (in any order of its axes)" if len(set(np.round(spec.input_voxel_mm, 6))) > 1 else ""
+        raise MrisrError(
+            f"{path}: voxel size {voxel_sizes(image.affine).round(2).tolist()} mm, but this model turns "
+            f"{np.round(spec.input_voxel_mm, 2).tolist()} mm scans{any_order} into "
+            f"{np.round(spec.voxel_mm, 2).tolist()} mm (factor {spec.step_factor}); use a model trained for this "
+            "factor, or skip this check")
 
 
 def prepare_scan(image: nib.Nifti1Image, skull_strip: str, stripped_max_ml: float, bias_correction: bool,
@@ -167,19 +180,19 @@ def brain_box(mask: np.ndarray, margin: int = BOX_MARGIN) -> tuple[slice, ...]:
 
 
 def check_estimate(estimate: np.ndarray, cubic: np.ndarray, scan: np.ndarray, mask: np.ndarray,
-                   output_mask: np.ndarray, spec: ModelSpec) -> dict[str, float]:
+                   output_mask: np.ndarray, factor: list[float], degradation: dict) -> dict[str, float]:
     """The figures that say whether ``estimate`` (scan units, output grid) still is the scan, super-resolved.
 
     ``lr_psnr``: PSNR in the brain of the estimate degraded with the model's
-    operator against the scan (data range: the scan's bright end in the
-    brain), beside the same for the cubic interpolation; ``correlation``: the
+    operator (``degradation``, at the scan's per-axis ``factor``) against the scan (data range: the scan's
+    bright end in the brain), beside the same for the cubic interpolation; ``correlation``: the
     estimate against the cubic interpolation in the brain. Raises
     :class:`MrisrError` with one line when either is off.
     """
     data_range = float(np.percentile(scan[mask], 99.5))
 
     def lr_psnr(volume: np.ndarray) -> float:
-        error = degrade(volume, spec.step_factor, noise_free(spec.degradation)) - scan
+        error = degrade(volume, factor, noise_free(degradation)) - scan
         mse = float(np.mean(error[mask].astype(np.float64) ** 2))
         return float("inf") if mse == 0 else float(10 * np.log10(data_range**2 / mse))
 
@@ -230,18 +243,19 @@ def super_resolve_scan(
     image = load_volume(scan_path)
     spec, network = load_model(model_path, resolve_device(settings["device"]))
     check_scan(image, scan_path, spec, voxel_size_check)
+    scan_factor, _ = turned_factor(spec, image)
     with tempfile.TemporaryDirectory(prefix="mrisr_scan_") as work_dir:
         scan = prepare_scan(image, skull_strip, stripped_max_ml, bias_correction, normalize, work_dir, seed)
     log.info("%s: skull strip %s (%s); white-matter peak %.4g", scan_path, scan.skull_strip, scan.evidence,
              scan.scale * WHITE_MATTER_LEVEL)
-    output_shape, output_affine = hr_grid_for(scan.affine, scan.volume.shape, spec.step_factor)
-    factor = np.asarray(output_shape) / np.asarray(scan.volume.shape)
+    output_shape, output_affine = hr_grid_for(scan.affine, scan.volume.shape, scan_factor)
+    true_factors = np.asarray(output_shape) / np.asarray(scan.volume.shape)
     box = brain_box(scan.mask)
-    output_box = tuple(slice(int(round(s.start * f)), int(round(s.stop * f))) for s, f in zip(box, factor))
+    output_box = tuple(slice(int(round(s.start * f)), int(round(s.stop * f))) for s, f in zip(box, true_factors))
     box_shape = [s.stop - s.start for s in output_box]
-    if lr_shape_for(box_shape, spec.step_factor) != tuple(s.stop - s.start for s in box):
+    if lr_shape_for(box_shape, scan_factor) != tuple(s.stop - s.start for s in box):
         raise MrisrError(f"{scan_path}: the brain's box does not map onto whole output voxels at factor "
-                         f"{spec.step_factor}; use a model with an integer factor")
+                         f"{scan_factor}; use a model with an integer factor")
     calibration = read_calibration(model_path) if outputs.scale else None
     if outputs.scale and calibration is None:
         log.info("%s: not calibrated; only the raw sample sd is written", model_path)
@@ -258,7 +272,7 @@ def super_resolve_scan(
     cubic = np.clip(upsample(scan.volume, output_shape, "cubic"), 0, None)
     inside = brain * model_estimate * units
     estimate = inside + (1 - brain) * cubic
-    figures = check_estimate(estimate, cubic, scan.volume, scan.mask, brain, spec)
+    figures = check_estimate(estimate, cubic, scan.volume, scan.mask, brain, scan_factor, spec.degradation)
     interval = None
     if calibration is not None:  # in the scan's units, in the brain only (the cubic outside it is not modelled)
         model_scale = np.zeros(output_shape, np.float32)
@@ -271,6 +285,7 @@ def super_resolve_scan(
                     "files": {"scale": outputs.scale, "lower": outputs.lower, "upper": outputs.upper}}
 
     record = {"model": str(model_path), "model_kind": spec.kind, "factor": spec.step_factor,
+              "factor_ras": scan_factor,  # the model's factor along the scan's axes in the RAS voxel order
               "input": str(scan_path), "input_voxel_mm": voxel_sizes(image.affine).round(4).tolist(),
               "output_voxel_mm": voxel_sizes(output_affine).round(4).tolist(), "skull_strip": scan.skull_strip,
               "skull_strip_evidence": scan.evidence, "white_matter_peak": scan.scale * WHITE_MATTER_LEVEL,
@@ -301,7 +316,7 @@ def super_resolve_scan(
         views = {"scan (nearest)": upsample(scan.volume, output_shape, "nearest"), "cubic spline": cubic,
                  "estimate": estimate, "brain mask": brain * top}
         comparison_panel({name: np.clip(view[output_box] / top, 0, 1) for name, view in views.items()},
-                         f"{Path(scan_path).name}: {spec.kind} ×{factor_label(spec.step_factor)}, "
+                         f"{Path(scan_path).name}: {spec.kind} ×{factor_label(scan_factor)}, "
                          f"skull strip {scan.skull_strip}", outputs.panel,
                          maps=[{"sample sd": (brain * model_spread * units)[output_box] / top}])
     log.info("%s -> %s: %s voxels of %s mm; LR-consistency %.1f dB (cubic %.1f), correlation %.3f; %.1f s",

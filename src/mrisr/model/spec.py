@@ -56,6 +56,11 @@ class ModelSpec:
         """How many times coarser its input grid is than its output grid, per axis."""
         return [f / o for f, o in zip(self.factor, self.output_factor)]
 
+    @property
+    def input_voxel_mm(self) -> list[float]:
+        """The voxel size of the scans it takes, per axis: its output voxel times its step factor."""
+        return [mm * f for mm, f in zip(self.voxel_mm, self.step_factor)]
+
     def build_network(self):
         """A fresh (untrained) network of this model's kind and settings."""
         from .networks import TriplanarUNet, UNet
