@@ -15,8 +15,8 @@ from mrisr.workflow import run_workflow
 # tiny run's (about 7 minutes on 2 cores), ROBEX on real heads (6), Slurm (4), the benchmark (2).
 TESTS = Path(__file__).parent
 TINY_RUN_MODULES = {path.stem for path in TESTS.glob("test_*.py") if "tiny_run" in path.read_text()}
-LONGEST_FIRST = ("tiny_run", "test_preprocess", "test_slurm", "test_benchmark", "test_train", "test_scan",
-                 "test_hcp_workflow")
+LONGEST_FIRST = ("tiny_run", "test_preprocess", "test_slurm", "test_benchmark", "test_qc_failures", "test_train",
+                 "test_scan", "test_hcp_workflow")
 
 
 def group_of(module: str) -> str:

@@ -1,6 +1,8 @@
-"""Helpers shared by the tests and the benchmarks: the real config, and scans stored in other orientations."""
+"""Helpers shared by the tests and the benchmarks: the real config, scans stored in other orientations, and
+preprocessing a scan laid out as the workflow lays it out."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -49,3 +51,27 @@ def rotation(x_degrees: float, y_degrees: float) -> np.ndarray:
     matrix = np.eye(4)
     matrix[:3, :3] = about_y @ about_x
     return matrix
+
+
+# What the preprocess rule writes for a subject, in the order preprocess_to_files takes them.
+PREPROCESS_OUTPUTS = ("T1w_brain.nii.gz", "brain_mask.nii.gz", "xfm_to_template.mat", "timing.csv", "qc.png",
+                      "qc.csv")
+
+
+def preprocess_in(folder: str, subject: str, settings: dict) -> str:
+    """Preprocess ``folder/raw/<subject>.nii.gz`` laid out as the workflow does; '' or the one-line error."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"  # as mrisr.workflow sets for a one-thread job
+    from mrisr.io import MrisrError
+    from mrisr.preprocess.pipeline import preprocess_to_files
+
+    out = Path(folder) / "results" / "preproc" / subject
+    out.mkdir(parents=True, exist_ok=True)
+    logs = Path(folder) / "logs" / "preprocess"
+    try:
+        preprocess_to_files(str(Path(folder) / "raw" / f"{subject}.nii.gz"),
+                            *(str(out / name) for name in PREPROCESS_OUTPUTS),
+                            log_qc=str(logs / f"{subject}.qc.png"), log_qc_csv=str(logs / f"{subject}.qc.csv"),
+                            subject=subject, settings=settings, seed=load_config()["seed"])
+    except MrisrError as error:
+        return str(error)
+    return ""

@@ -9,8 +9,6 @@ background) is preprocessed by every `make run`; here its skull-stripping decisi
 """
 from __future__ import annotations
 
-import os
-import re
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -19,22 +17,18 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from nibabel.processing import resample_from_to
 
-from conftest import snakemake
-from helpers import ONE_MODEL_CONFIG, REPO, TINY_CONFIG, rotation, stored_as
+from helpers import load_config, preprocess_in, rotation, stored_as
 from mrisr.preprocess import qc
 from mrisr.data.embedded import mni152_path, robex_head_path
-from mrisr.io import MrisrError, load_volume, save_volume
+from mrisr.io import load_volume, save_volume
 from mrisr.preprocess.orientation import axis_codes, obliquity_degrees
-from mrisr.preprocess.skullstrip import foreground, missing_tool, nonzero_mask, robex_dir
+from mrisr.preprocess.skullstrip import missing_tool, nonzero_mask, robex_dir
 
 pytestmark = pytest.mark.slow
 
-DEFAULTS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-SETTINGS = DEFAULTS["preprocess"]
-OUTPUTS = ("T1w_brain.nii.gz", "brain_mask.nii.gz", "xfm_to_template.mat", "timing.csv", "qc.png", "qc.csv")
+SETTINGS = load_config()["preprocess"]
 ORIENTATIONS = ("RAS", "LIA", "oblique")
 
 
@@ -49,23 +43,6 @@ def oblique(image: nib.Nifti1Image) -> nib.Nifti1Image:
 def robex_head_as(variant: str) -> nib.Nifti1Image:
     head = stored_as(load_volume(robex_head_path()), "RAS")
     return oblique(head) if variant == "oblique" else stored_as(head, variant)
-
-
-def preprocess_in(folder: str, subject: str, settings: dict) -> str:
-    """Preprocess ``folder/raw/<subject>.nii.gz`` laid out as the workflow does; '' or the one-line error."""
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"  # as mrisr.workflow sets for a one-thread job
-    from mrisr.preprocess.pipeline import preprocess_to_files
-
-    out = Path(folder) / "results" / "preproc" / subject
-    out.mkdir(parents=True, exist_ok=True)
-    logs = Path(folder) / "logs" / "preprocess"
-    try:
-        preprocess_to_files(str(Path(folder) / "raw" / f"{subject}.nii.gz"), *(str(out / name) for name in OUTPUTS),
-                            log_qc=str(logs / f"{subject}.qc.png"), log_qc_csv=str(logs / f"{subject}.qc.csv"),
-                            subject=subject, settings=settings, seed=DEFAULTS["seed"])
-    except MrisrError as error:
-        return str(error)
-    return ""
 
 
 @pytest.fixture(scope="module")
@@ -148,69 +125,3 @@ def test_native_output_keeps_the_scans_own_voxel_order_and_position(tmp_path, va
     # Carried back onto the scan's full grid by world coordinates, the mask is the scan's own brain.
     on_scan = resample_from_to(nib.Nifti1Image(mask.get_fdata(), mask.affine), scan, order=0).get_fdata() > 0
     assert qc.dice(on_scan, nonzero_mask(np.asarray(scan.dataobj))) > 0.98
-
-
-def face_only(path: Path) -> None:
-    """The ROBEX head's face: its front 70 mm, everything else (and the background) set to zero."""
-    head = stored_as(load_volume(robex_head_path()), "RAS")
-    volume = head.get_fdata(dtype=np.float32)
-    region = foreground(volume)
-    front = np.argwhere(region)[:, 1].max()
-    volume = np.where(region, volume, 0)
-    volume[:, : front - round(70 / 1.5), :] = 0
-    save_volume(volume, head.affine, path)
-
-
-def test_a_face_only_crop_fails_qc_in_one_line_and_writes_no_output(tmp_path):
-    (tmp_path / "raw").mkdir()
-    face_only(tmp_path / "raw" / "face.nii.gz")
-    message = preprocess_in(str(tmp_path), "face", SETTINGS)
-    qc_image = tmp_path / "logs" / "preprocess" / "face.qc.png"
-    assert re.fullmatch(rf"face: preprocessing failed QC: dice 0\.\d+ < {SETTINGS['qc']['min_dice']}; .*"
-                        rf"\(thresholds in preprocess\.qc\); look at {re.escape(str(qc_image))}", message)
-    assert not list((tmp_path / "results" / "preproc" / "face").iterdir())  # no output, no scratch folder
-    assert qc_image.stat().st_size > 10_000
-    row = pd.read_csv(tmp_path / "logs" / "preprocess" / "face.qc.csv").iloc[0]
-    assert row["status"] == qc.FAILED and "dice" in row["failed"] and row["skull_strip"] == "none"
-
-
-@pytest.mark.workflow
-def test_keep_going_finishes_the_others_and_the_report_lists_the_excluded_subject(tmp_path):
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    template = load_volume(mni152_path())
-    save_volume(np.asarray(template.dataobj), template.affine, scans / "mnia.nii.gz")
-    lia = stored_as(template, "LIA")
-    save_volume(np.asarray(lia.dataobj), lia.affine, scans / "mnib.nii.gz")
-    face_only(scans / "face.nii.gz")
-    config = {"data": {"source": "local", "local": {"path": str(scans)}},
-              "split": {"train": ["mnia", "face"], "val": [], "test": ["mnib"]},
-              "preprocess": {"skull_strip": "auto", "qc": SETTINGS["qc"]}}  # the defaults, not tiny's
-    layered = tmp_path / "local.yaml"
-    layered.write_text(yaml.safe_dump(config))
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-
-    result = snakemake(workdir, "--configfile", str(TINY_CONFIG), str(ONE_MODEL_CONFIG), str(layered), "--keep-going",
-                       check=False)
-    assert result.returncode != 0
-    log = (workdir / "logs" / "preprocess" / "face.log").read_text()
-    assert "face: preprocessing failed QC: dice" in log and "Traceback" not in log
-    assert (workdir / "logs" / "preprocess" / "face.qc.png").is_file()
-    assert not (workdir / "results" / "preproc" / "face").exists() or not any(
-        (workdir / "results" / "preproc" / "face").iterdir())
-    for subject in ("mnia", "mnib"):
-        assert (workdir / "results" / "preproc" / subject / "T1w_brain.nii.gz").is_file()
-
-    config["preprocess"]["exclude"] = ["face"]
-    layered.write_text(yaml.safe_dump(config))
-    planned = snakemake(workdir, "--configfile", str(TINY_CONFIG), str(ONE_MODEL_CONFIG), str(layered),
-                        "--dry-run").stdout
-    stats = planned.split("Job stats:")[1].split("total")[0]
-    assert "preprocess" not in stats and "train" in stats  # nobody else is preprocessed again
-    snakemake(workdir, "--configfile", str(TINY_CONFIG), str(ONE_MODEL_CONFIG), str(layered))
-    html = (workdir / "results" / "report" / "index.html").read_text()
-    assert "Preprocessing QC" in html and "excluded (QC FAIL)" in html
-    assert "Excluded with <code>preprocess.exclude</code>" in html
-    split = pd.read_csv(workdir / "results" / "split.tsv", sep="\t")
-    assert set(split["subject"]) == {"mnia", "mnib"} and set(split["kind"]) == {"real person"}

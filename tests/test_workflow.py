@@ -263,9 +263,10 @@ def test_a_second_run_from_scratch_gives_identical_metrics(tiny_run, tmp_path):
     # Every stage again in a copy, from fetching (and deriving) the subjects, through registration, training
     # (two torchrun processes) and sampling, for the 3D diffusion model and the baselines.
     again = shutil.copytree(tiny_run, tmp_path / "again", symlinks=True)
-    metrics = [f"results/metrics/{TEST_SUBJECT}/model_diffusion3d.csv", f"results/metrics/{TEST_SUBJECT}/baselines_x2.csv"]
+    metrics = [f"results/metrics/{TEST_SUBJECT}/{name}.csv" for name in ("model_diffusion3d", "baselines_x2")]
     snakemake(again, "--configfile", str(TINY_CONFIG), "--forcerun", "fetch", "--", *metrics)
-    assert (again / "logs/train/diffusion3d.log").stat().st_mtime > (tiny_run / "logs/train/diffusion3d.log").stat().st_mtime
+    train_log = "logs/train/diffusion3d.log"
+    assert (again / train_log).stat().st_mtime > (tiny_run / train_log).stat().st_mtime
     for path in metrics:
         pd.testing.assert_frame_equal(pd.read_csv(tiny_run / path), pd.read_csv(again / path))
 
