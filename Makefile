@@ -26,7 +26,7 @@ run: embedded-data
 test: embedded-data
 	$(BIN)/python -m pytest -ra --durations=15 -n $(TEST_WORKERS) --no-loadscope-reorder
 
-# Unit tests only: no workflow runs, no Slurm, no ROBEX, ANTs or torchrun (about 1.5 minutes on 2 cores).
+# Unit tests only: no workflow runs, no Slurm, no ROBEX, ANTs or torchrun (about a minute on 2 cores).
 test-fast: $(BIN)/activate
 	$(BIN)/python -m pytest -ra -m "not workflow and not slurm and not slow"
 

@@ -9,10 +9,10 @@ import pytest
 from helpers import TINY_CONFIG
 from mrisr.workflow import run_workflow
 
-# `make test` runs the suite in two pytest-xdist workers, one group of tests per worker at a time: a module (its
-# module fixtures are built once), except that the modules using the session's tiny workflow run form one group
-# (the run is made once). The longest groups go first, so that neither worker is left with one at the end: the
-# tiny run's (about 7 minutes on 2 cores), ROBEX on real heads (6), Slurm (4), the benchmark (2).
+# `make test` runs the suite in pytest-xdist workers (three: Makefile), one group of tests per worker at a time:
+# a module (its module fixtures are built once), except that the modules using the session's tiny workflow run
+# form one group (the run is made once). The longest groups go first, so that no worker is left with one at the
+# end: the tiny run's (about 7 minutes on 2 cores), ROBEX on real heads (6), Slurm (4), the benchmark (2).
 TESTS = Path(__file__).parent
 TINY_RUN_MODULES = {path.stem for path in TESTS.glob("test_*.py") if "tiny_run" in path.read_text()}
 LONGEST_FIRST = ("tiny_run", "test_preprocess", "test_slurm", "test_benchmark", "test_qc_failures", "test_train",
@@ -22,7 +22,6 @@ LONGEST_FIRST = ("tiny_run", "test_preprocess", "test_slurm", "test_benchmark", 
 def group_of(module: str) -> str:
     """The xdist group of a test module (its file's stem)."""
     return "tiny_run" if module in TINY_RUN_MODULES else module
-
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
