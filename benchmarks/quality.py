@@ -123,7 +123,8 @@ def run_thick_fold(name: str, split: dict, suite: dict, base: dict, args: argpar
               file=sys.stderr, flush=True)
         budget = None
     degradation = config["degradations"][config["pairs"]["degradation"]]
-    factor = max(config["pairs"]["factor"]) if isinstance(config["pairs"]["factor"], list) else config["pairs"]["factor"]
+    factor = config["pairs"]["factor"]
+    factor = max(factor) if isinstance(factor, list) else factor
     rows = [row for subject in split["test"]
             for row in thick_rows(subject, args.workdir / "results" / "preproc", args.axes, factor, degradation,
                                   trained, config["evaluate"], budget, args.workdir, config["seed"], args.cores)]
@@ -166,8 +167,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=REPO / "results" / "benchmark")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
     parser.add_argument("--smoke", action="store_true", help="tests/data/tiny.yaml sizes, the config's split")
-    parser.add_argument("--axes", default=None, help="thick suite: thick axes to score, e.g. z,x (default: the suite's)")
-    parser.add_argument("--eclare-patches", type=int, help="thick suite: ECLARE's training patches (default: the suite's)")
+    parser.add_argument("--axes", default=None,
+                        help="thick suite: thick axes to score, e.g. z,x (default: the suite's)")
+    parser.add_argument("--eclare-patches", type=int,
+                        help="thick suite: ECLARE's training patches (default: the suite's)")
     parser.add_argument("--eclare-espreso", action="store_true",
                         help="thick suite: ECLARE estimates the slice profile (ESPRESO) instead of being told it")
     parser.add_argument("--no-eclare", action="store_true", help="thick suite: leave ECLARE out")

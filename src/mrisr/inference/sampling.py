@@ -132,7 +132,10 @@ def model_axis_order(lr_shape: Sequence[int], output_shape: Sequence[int], facto
 
     Raises :class:`MrisrError` when no order of the axes fits.
     """
-    orders = sorted(itertools.permutations(range(3)), key=lambda order: (sum(a != i for i, a in enumerate(order)), order))
+    def moved(order: tuple[int, ...]) -> int:
+        return sum(a != i for i, a in enumerate(order))
+
+    orders = sorted(itertools.permutations(range(3)), key=lambda order: (moved(order), order))
     for order in orders:
         if lr_shape_for([output_shape[a] for a in order], factor) == tuple(lr_shape[a] for a in order):
             return order

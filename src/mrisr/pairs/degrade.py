@@ -68,8 +68,8 @@ def describe(degradation: dict) -> str:
         text = (f"Gaussian pre-filter, order-{degradation['order']} spline" if degradation["antialias"]
                 else f"order-{degradation['order']} spline, no pre-filter")
     elif operator == "slice":
-        text = f"thick slices, {degradation['profile']} profile" + (f", gap {degradation['gap']:g}" if degradation["gap"]
-                                                                    else "")
+        gap = f", gap {degradation['gap']:g}" if degradation["gap"] else ""
+        text = f"thick slices, {degradation['profile']} profile{gap}"
     else:
         text = {"block": "block average", "kspace": "k-space truncation"}[operator]
     return text + (f", Rician noise {degradation['noise_std']:g}" if degradation["noise_std"] > 0 else "")
