@@ -171,6 +171,7 @@ def thick_rows(subject: str, preproc: Path, axes: list[str], factor: float, degr
     hr_image = load_volume(preproc / subject / "T1w_brain.nii.gz")
     hr = np.clip(hr_image.get_fdata(dtype=np.float32), 0, 1)
     mask = load_volume(preproc / subject / "brain_mask.nii.gz").get_fdata(dtype=np.float32) > 0.5
+    networks = {name: load_model(model_path, "cpu") for name, model_path in models.items()}
     rows = []
     for axis in axes:
         lr_path = workdir / "thick" / subject / axis / "lr.nii.gz"
@@ -184,8 +185,7 @@ def thick_rows(subject: str, preproc: Path, axes: list[str], factor: float, degr
         estimates["back_projection"] = (back_project(cubic, lr, factors, degradation,
                                                      evaluate["back_projection_iterations"]),
                                         time.perf_counter() - started, "")
-        for name, model_path in models.items():
-            spec, network = load_model(model_path, "cpu")
+        for name, (spec, network) in networks.items():
             settings = {**spec.sampler, "device": "cpu"}
             started = time.perf_counter()
             estimate = super_resolve(lr, hr.shape, spec, network, settings, seed).estimate

@@ -47,13 +47,20 @@ def area_weights(hr_size: int, lr_size: int) -> np.ndarray:
     return np.clip(overlap, 0, None) / true_factor
 
 
+def _along_axes(volume: np.ndarray, weights_for_axis) -> np.ndarray:
+    """``volume`` with the matrix ``weights_for_axis(axis, size)`` (or None: unchanged) applied along each axis."""
+    result = np.asarray(volume, dtype=np.float64)
+    for axis, size in enumerate(volume.shape):
+        weights = weights_for_axis(axis, size)
+        if weights is not None:
+            result = np.moveaxis(np.tensordot(weights, result, axes=([1], [axis])), 0, axis)
+    return result.astype(np.float32)
+
+
 def block_average(volume: np.ndarray, lr_shape: Sequence[int]) -> np.ndarray:
     """The mean of the HR signal over each LR voxel's extent, one axis at a time."""
-    averaged = np.asarray(volume, dtype=np.float64)
-    for axis, (hr_size, lr_size) in enumerate(zip(volume.shape, lr_shape)):
-        if hr_size != lr_size:
-            averaged = np.moveaxis(np.tensordot(area_weights(hr_size, lr_size), averaged, axes=([1], [axis])), 0, axis)
-    return averaged.astype(np.float32)
+    return _along_axes(volume, lambda axis, size: None if size == lr_shape[axis]
+                       else area_weights(size, lr_shape[axis]))
 
 
 SLICE_PROFILES = ("gaussian", "box")
@@ -94,16 +101,6 @@ def slice_profile_weights(hr_size: int, lr_size: int, profile: str, gap: float) 
     weights[:, 0] += cumulative[:, 0]             # the tail below the first HR voxel
     weights[:, -1] += 1 - cumulative[:, -1]       # and above the last
     return weights
-
-
-def _along_axes(volume: np.ndarray, weights_for_axis) -> np.ndarray:
-    """``volume`` with the matrix ``weights_for_axis(axis, size)`` (or None: unchanged) applied along each axis."""
-    result = np.asarray(volume, dtype=np.float64)
-    for axis, size in enumerate(volume.shape):
-        weights = weights_for_axis(axis, size)
-        if weights is not None:
-            result = np.moveaxis(np.tensordot(weights, result, axes=([1], [axis])), 0, axis)
-    return result.astype(np.float32)
 
 
 def slice_profile(volume: np.ndarray, lr_shape: Sequence[int], profile: str, gap: float) -> np.ndarray:
