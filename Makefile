@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 TEST_WORKERS ?= 3
 
-.PHONY: run test test-fast embedded-data lint bench-quality bench-thick bench-speed eclare-env lock clean
+.PHONY: run test test-fast embedded-data lint bench-quality bench-thick bench-uncertainty bench-speed eclare-env lock clean
 
 $(BIN)/activate: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ $(ECLARE_VENV)/bin/run-eclare:
 # Thick-slice scans beside ECLARE: 4.5 mm slices along z, x and y (CPU: about an hour a subject and axis with ECLARE).
 bench-thick: $(BIN)/activate
 	$(BIN)/python benchmarks/quality.py --suite thick --folds config
+
+# Sampler settings against the calibrated intervals and the error ranking, on the models of a finished `make run`.
+bench-uncertainty: $(BIN)/activate
+	$(BIN)/python benchmarks/uncertainty.py
 
 bench-speed: $(BIN)/activate
 	$(BIN)/python benchmarks/speed.py

@@ -239,18 +239,6 @@ def test_a_slice_profile_keeps_a_constant_and_is_centred_on_the_lr_voxel(profile
         np.testing.assert_allclose(np.sqrt(variance - 1 / 12), 3 / FWHM_PER_SIGMA, rtol=0.02)  # less the voxel box
 
 
-def test_the_slice_profile_adjoint_is_its_transpose():
-    from mrisr.pairs.operators import slice_profile, slice_profile_adjoint
-
-    rng = np.random.default_rng(6)
-    hr, lr = rng.random((10, 9, 12)), rng.random((10, 3, 4))
-    for profile, gap in (("gaussian", 0.0), ("box", 0.25), ("gaussian", 0.5)):
-        forward = slice_profile(hr, lr.shape, profile, gap)
-        backward = slice_profile_adjoint(lr, hr.shape, profile, gap)
-        assert forward.shape == lr.shape and backward.shape == hr.shape
-        np.testing.assert_allclose(np.sum(forward * lr), np.sum(hr * backward), rtol=1e-5)
-
-
 def test_thick_slice_pairs_sit_on_an_edge_aligned_grid_and_back_project(tmp_path):
     from scipy.ndimage import gaussian_filter
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 import yaml
 
 from conftest import snakemake
-from helpers import TINY_CONFIG
+from helpers import REPO, TINY_CONFIG
 from mrisr.evaluation.scoring import UNCERTAINTY_METRICS
 from mrisr.model.modelfile import read_calibration, read_model_file
 
@@ -153,6 +155,22 @@ def test_calibrated_maps_bound_the_estimate_and_say_their_level(tiny_run):
     assert read_calibration(tiny_run / "results/models/diffusion3d/model.pt")["subjects"] == ["mni152def01"]
     assert read_calibration(tiny_run / "results/models/diffusion3d/weights.pt") is None
     assert not (tiny_run / f"results/sr/cascade/{TEST_SUBJECT}/sr_scale.nii.gz").exists()
+
+
+def test_the_uncertainty_sweep_recalibrates_each_sampler_variant_as_the_workflow_does(tiny_run, tmp_path):
+    output = tmp_path / "sweep.json"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "uncertainty.py"), "--workdir", str(tiny_run),
+                             "--config", str(TINY_CONFIG), "--variants", "default", "steps1", "--output", str(output)],
+                            capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    rows = pd.DataFrame(json.loads(output.read_text())["rows"]).set_index("variant")
+    assert list(rows.index) == ["default", "steps1"] and set(rows["subject"]) == {TEST_SUBJECT}
+    # The default variant is the workflow's own calibration and sampling: the same figures as its evaluation.
+    table = pd.read_csv(tiny_run / f"results/metrics/{TEST_SUBJECT}/model_diffusion3d_uncertainty.csv")
+    workflow = table.set_index("predictor").loc["calibrated scale"]
+    for column in ("coverage_90", "spearman", "auroc_worst10"):
+        assert abs(rows.loc["default", f"scale_{column}"] - workflow[column]) < 1e-3, column
+    assert rows.loc["steps1"].drop("subject").astype(float).notna().all()
 
 
 def test_report_is_self_contained_and_has_the_tables(tiny_run):

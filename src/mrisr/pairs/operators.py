@@ -109,13 +109,6 @@ def slice_profile(volume: np.ndarray, lr_shape: Sequence[int], profile: str, gap
                        else slice_profile_weights(size, lr_shape[axis], profile, gap))
 
 
-def slice_profile_adjoint(lr_volume: np.ndarray, hr_shape: Sequence[int], profile: str, gap: float) -> np.ndarray:
-    """The adjoint (transpose) of :func:`slice_profile`: each LR slice spread back over the HR voxels it measured,
-    by the same weights."""
-    return _along_axes(lr_volume, lambda axis, size: None if size == hr_shape[axis]
-                       else slice_profile_weights(hr_shape[axis], size, profile, gap).T)
-
-
 def kspace_truncate(volume: np.ndarray, lr_shape: Sequence[int]) -> np.ndarray:
     """The magnitude image of the central ``lr_shape`` frequencies of ``volume``, sampled at the LR voxel centres.
 
