@@ -40,14 +40,15 @@ def test_round_trip_keeps_spec_and_weights(tmp_path):
 def test_a_file_from_before_the_estimate_setting_keeps_estimating_by_the_mean_of_its_samples(tmp_path):
     save_model(tmp_path / "model.pt", replace(SPEC, sampler={"steps": 5, "n_samples": 4}), SPEC.build_network())
     spec, _ = read_model_file(tmp_path / "model.pt")
-    assert spec.sampler == {"steps": 5, "n_samples": 4, "estimate": "mean", "flip_axes": []}
+    assert spec.sampler == {"steps": 5, "n_samples": 4, "estimate": "mean", "flip_axes": [],
+                            "consistency_degradation": None}
 
 
 def test_a_file_from_before_the_flip_axes_setting_keeps_its_left_right_mirroring(tmp_path):
     save_model(tmp_path / "model.pt", replace(SPEC, sampler={"estimate": "one_pass", "mirror_samples": True}),
                SPEC.build_network())
     spec, _ = read_model_file(tmp_path / "model.pt")
-    assert spec.sampler == {"estimate": "one_pass", "flip_axes": [0]}
+    assert spec.sampler == {"estimate": "one_pass", "flip_axes": [0], "consistency_degradation": None}
 
 
 @pytest.mark.parametrize("content,expected", [

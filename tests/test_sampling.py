@@ -146,6 +146,25 @@ def test_the_model_axis_order_moves_the_thick_axis_where_the_model_has_it():
 THICK = {"operator": "slice", "profile": "gaussian", "gap": 0.0, "noise_std": 0.0}
 
 
+def test_data_consistency_assumes_the_degradation_the_sampler_names():
+    from mrisr.inference.sampling import super_resolve
+    from mrisr.model.spec import with_consistency_degradation
+    from mrisr.pairs.degrade import degrade, lr_consistency
+
+    hr = np.random.default_rng(2).random((16, 16, 16)).astype(np.float32)
+    kspace = CONFIG["degradations"]["kspace"]
+    lr = degrade(hr, 2, kspace)
+    settings = sampler(steps=1, n_samples=1, flip_axes=[], data_consistency=True, consistency_iterations=3)
+    named = with_consistency_degradation(CONFIG, {**settings, "consistency_degradation": "kspace"})
+    assert named["consistency_degradation"] == {"name": "kspace", **kspace}
+    own, assumed = (super_resolve(lr, hr.shape, STAND_IN_SPEC, Convolution(3), s, seed=0).estimate
+                    for s in (settings, named))
+    # Each estimate reproduces the LR through the operator its projection assumed, and better than the other does.
+    assert lr_consistency(assumed, lr, 2, kspace) > lr_consistency(own, lr, 2, kspace) + 3
+    spline = STAND_IN_SPEC.degradation
+    assert lr_consistency(own, lr, 2, spline) > lr_consistency(assumed, lr, 2, spline) + 3
+
+
 @pytest.mark.parametrize("thick_axis", [0, 1])
 def test_a_scan_thick_along_another_axis_is_sampled_in_the_models_orientation(thick_axis):
     from mrisr.inference.sampling import super_resolve

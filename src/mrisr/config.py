@@ -121,15 +121,19 @@ def validate_config(config: dict, schema_path: str | Path) -> None:
 
 
 def _check_degradation_names(config: dict) -> None:
-    """Every degradation named (pairs, training of each model, evaluation) is defined under ``degradations:``,
-    and the evaluation scores the pairs' own one (the panels and every model's operator)."""
+    """Every degradation named (pairs, training of each model, data consistency, evaluation) is defined under
+    ``degradations:``, and the evaluation scores the pairs' own one (the panels and every model's operator)."""
     defined = sorted(config["degradations"])
     uses = {"pairs.degradation": [config["pairs"]["degradation"]],
             "train.degradations": config["train"]["degradations"],
             "evaluate.degradations": config["evaluate"]["degradations"]}
+    if config["sampler"]["consistency_degradation"] is not None:
+        uses["sampler.consistency_degradation"] = [config["sampler"]["consistency_degradation"]]
     for name, entry in config["models"].items():
         if isinstance(entry, dict) and "degradations" in entry.get("train", {}):
             uses[f"models.{name}.train.degradations"] = entry["train"]["degradations"]
+        if isinstance(entry, dict) and (entry.get("sampler") or {}).get("consistency_degradation") is not None:
+            uses[f"models.{name}.sampler.consistency_degradation"] = [entry["sampler"]["consistency_degradation"]]
     for key, names in uses.items():
         unknown = [name for name in names if name not in config["degradations"]]
         if unknown:

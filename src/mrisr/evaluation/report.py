@@ -108,7 +108,9 @@ def models_table(models: dict[str, dict], train_logs: dict[str, str]) -> pd.Data
             sampler = model["sampler"]
             row["sampler"] = (f"DDIM {sampler['steps']} × {sampler['n_samples']}"
                               + (f", mirrored along axes {sampler['flip_axes']}" if sampler["flip_axes"] else "")
-                              + (", data-consistent" if sampler["data_consistency"] else ""))
+                              + (", data-consistent" if sampler["data_consistency"] else "")
+                              + (f" assuming {sampler['consistency_degradation']['name']}"
+                                 if sampler["data_consistency"] and sampler.get("consistency_degradation") else ""))
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 

@@ -153,16 +153,19 @@ def super_resolve(
     the input's factor along each axis is the model's
     (:func:`model_axis_order`; a thick-slice scan's thick axis becomes the
     model's), and data consistency is with the LR in that order, at the
-    factor it has along each axis; the outputs come back in the input's order.
+    factor it has along each axis, through ``settings["consistency_degradation"]``
+    (``None``: the model's pairs degradation); the outputs come back in the
+    input's order.
     """
     order = model_axis_order(lr_volume.shape, output_shape, spec.step_factor)
     lr_model = np.transpose(lr_volume, order)
     if order != (0, 1, 2):
         log.info("input axes %s reordered to %s: its factors along them are the model's %s", (0, 1, 2), order,
                  spec.step_factor)
+    operator = settings["consistency_degradation"] or spec.degradation
 
     def consistent(image: np.ndarray) -> np.ndarray:
-        return back_project(image, lr_model, spec.step_factor, spec.degradation, settings["consistency_iterations"])
+        return back_project(image, lr_model, spec.step_factor, operator, settings["consistency_iterations"])
 
     sampled = sample_volume(condition_image(lr_model, [output_shape[a] for a in order]), network, spec, settings, seed,
                             consistent if settings["data_consistency"] else None)

@@ -113,6 +113,7 @@ def read_model_file(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor
         raise MrisrError(f"{path}: damaged mrisr model file (its settings are incomplete); retrain it")
     # Files written before `sampler.estimate` existed estimated by the mean of their samples.
     spec_fields["sampler"].setdefault("estimate", "mean")
+    spec_fields["sampler"].setdefault("consistency_degradation", None)  # files before it: the model's own
     # Files written before `sampler.flip_axes` existed mirrored every other sample left-right, or none.
     mirrored = spec_fields["sampler"].pop("mirror_samples", False)
     spec_fields["sampler"].setdefault("flip_axes", [0] if mirrored else [])

@@ -84,6 +84,15 @@ def degradations_named(config: dict, names: list[str]) -> dict[str, dict]:
     return {name: dict(config["degradations"][name]) for name in names}
 
 
+def with_consistency_degradation(config: dict, sampler: dict) -> dict:
+    """``sampler`` with its ``consistency_degradation`` name replaced by that degradation (name included), so that
+    a model file carries the operator its data consistency assumes; ``None`` stays: the model's own."""
+    name = sampler.get("consistency_degradation")
+    if not isinstance(name, str):
+        return sampler
+    return {**sampler, "consistency_degradation": {"name": name, **config["degradations"][name]}}
+
+
 def model_settings(config: dict, name: str) -> dict:
     """A trainable model's full settings: the shared sections with its own overrides, and its factors."""
     entry = config["models"][name]
@@ -92,6 +101,7 @@ def model_settings(config: dict, name: str) -> dict:
                  output_factor=as_factors(entry.get("output_factor", 1)).tolist(),
                  # The definitions, not just the names: a changed definition retrains the models drawing from it.
                  training_degradations=degradations_named(config, model["train"]["degradations"]))
+    model["sampler"] = with_consistency_degradation(config, model["sampler"])
     if entry["kind"] == "regression3d":  # one network pass at t = T per mirrored view: nothing to refine
         model["train"]["warm_start_steps"] = model["train"]["steps"]
         model["sampler"].update(steps=1, n_samples=2 ** len(model["sampler"]["flip_axes"]))
@@ -134,7 +144,8 @@ def resolve_models(config: dict, read_header: Callable[[str], dict] | None = Non
                 "kind": header["kind"], "pretrained": entry["pretrained"], "factor": header["factor"],
                 "output_factor": header["output_factor"],
                 # The file's sampler defaults; keys it predates come from the config's sampler section.
-                "sampler": merge(merge(config["sampler"], header["sampler"]), entry.get("sampler")),
+                "sampler": with_consistency_degradation(
+                    config, merge(merge(config["sampler"], header["sampler"]), entry.get("sampler"))),
             }
         elif entry["kind"] == "cascade":
             models[name] = {"kind": "cascade", "stages": list(entry["stages"])}
