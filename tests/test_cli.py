@@ -74,3 +74,20 @@ def test_sampler_defaults_come_from_the_model_file(tiny_run, tmp_path):
                    "--no-normalize", "--skull-strip", "none")
     assert result.returncode == 0, result.stderr
     assert "2 sample(s), 3 DDIM steps" in result.stderr  # tests/data/tiny.yaml's sampler, kept in the model file
+
+
+def test_data_consistency_can_assume_another_degradation_and_the_check_uses_it(tiny_run, tmp_path):
+    # tests/data/tiny.yaml also scores robex from a k-space-truncated LR, as a scanner would have made it.
+    scan = tiny_run / "results/pairs/robex/x2/kspace/lr.nii.gz"
+    output = tmp_path / "sr.nii.gz"
+    result = mrisr("super-resolve", str(scan), "--model", str(tiny_run / "results/models/diffusion3d/model.pt"),
+                   "--output", str(output), "--no-normalize", "--skull-strip", "none",
+                   "--consistency-degradation", "block")
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads((tmp_path / "sr.json").read_text())
+    assert sidecar["sampler"]["consistency_degradation"] == {"name": "block", "operator": "block", "noise_std": 0.0}
+    # The check measured the estimate through the operator it was made consistent with.
+    assert sidecar["lr_psnr"] > sidecar["lr_psnr_cubic"] + 3
+    result = mrisr("super-resolve", str(scan), "--model", str(tiny_run / "results/models/diffusion3d/model.pt"),
+                   "--output", str(tmp_path / "x.nii.gz"), "--consistency-degradation", "sinc")
+    assert result.returncode == 2 and "invalid choice: 'sinc'" in result.stderr

@@ -15,6 +15,8 @@ SAMPLER_OPTIONS = {"steps": "steps", "samples": "n_samples", "estimate": "estima
                    "data_consistency": "data_consistency"}
 # --fast: one network pass over the scan as it is, no samples, so no uncertainty map.
 FAST = {"steps": 1, "n_samples": 1, "flip_axes": []}
+# Operators --consistency-degradation can name: those without settings (the spline's are the model's own).
+PLAIN_OPERATORS = ("kspace", "block")
 
 
 def sidecar_path(output: str) -> str:
@@ -66,7 +68,11 @@ def super_resolve_command(args: argparse.Namespace) -> None:
         settings["autocast"] = False
     if args.interval is not None:
         settings["interval"] = args.interval
-    changed = sorted(key for key in ("steps", "n_samples", "eta", "data_consistency", "estimate")
+    if args.consistency_degradation is not None:
+        settings["consistency_degradation"] = {"name": args.consistency_degradation,
+                                               "operator": args.consistency_degradation, "noise_std": 0.0}
+    changed = sorted(key for key in ("steps", "n_samples", "eta", "data_consistency", "consistency_degradation",
+                                     "estimate")
                      if settings.get(key) != spec.sampler.get(key))
     if args.uncertainty and changed:
         logging.warning("sampler settings %s differ from those the model file was calibrated with: its intervals "
@@ -118,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--eta", type=float, help="DDIM stochasticity (default: the model file's)")
     sr.add_argument("--data-consistency", action=argparse.BooleanOptionalAction, default=None,
                     help="back-project every estimate onto the input (default: the model file's)")
+    sr.add_argument("--consistency-degradation", choices=PLAIN_OPERATORS,
+                    help="how the scan was made, as data consistency assumes it: kspace for a scan acquired at its "
+                         "low resolution, block for one averaged down (default: the model file's, the spline of its "
+                         "training pairs)")
     sr.add_argument("--seed", type=int, default=0)
     sr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     sr.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")

@@ -183,9 +183,10 @@ def check_estimate(estimate: np.ndarray, cubic: np.ndarray, scan: np.ndarray, ma
                    output_mask: np.ndarray, factor: list[float], degradation: dict) -> dict[str, float]:
     """The figures that say whether ``estimate`` (scan units, output grid) still is the scan, super-resolved.
 
-    ``lr_psnr``: PSNR in the brain of the estimate degraded with the model's
-    operator (``degradation``, at the scan's per-axis ``factor``) against the scan (data range: the scan's
-    bright end in the brain), beside the same for the cubic interpolation; ``correlation``: the
+    ``lr_psnr``: PSNR in the brain of the estimate degraded with the operator
+    its data consistency assumed (``degradation``, at the scan's per-axis
+    ``factor``) against the scan (data range: the scan's bright end in the
+    brain), beside the same for the cubic interpolation; ``correlation``: the
     estimate against the cubic interpolation in the brain. Raises
     :class:`MrisrError` with one line when either is off.
     """
@@ -272,7 +273,8 @@ def super_resolve_scan(
     cubic = np.clip(upsample(scan.volume, output_shape, "cubic"), 0, None)
     inside = brain * model_estimate * units
     estimate = inside + (1 - brain) * cubic
-    figures = check_estimate(estimate, cubic, scan.volume, scan.mask, brain, scan_factor, spec.degradation)
+    figures = check_estimate(estimate, cubic, scan.volume, scan.mask, brain, scan_factor,
+                             settings["consistency_degradation"] or spec.degradation)
     interval = None
     if calibration is not None:  # in the scan's units, in the brain only (the cubic outside it is not modelled)
         model_scale = np.zeros(output_shape, np.float32)
