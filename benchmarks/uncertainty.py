@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/uncertainty.py                  # in a folder where `make run` finished: ~30 min
     .venv/bin/python benchmarks/uncertainty.py --workdir /path --config my.yaml --variants default samples4
 
-For each variant (the model file's sampler settings with one change: the number of samples, DDIM steps,
-eta, refine_from), the run's trained weights (`results/models/<model>/weights.pt`) are calibrated anew on
+For each variant (the model file's sampler settings changed: the number of samples, DDIM steps, eta and
+refine_from at two steps), the run's trained weights (`results/models/<model>/weights.pt`) are calibrated anew on
 the run's validation subjects by the calibrate stage's own function, and every test subject's LR is
 sampled and scored by the evaluate stage's uncertainty table: coverage of the 50 % and 90 % intervals,
 Spearman rho and AUROC (worst 10 % of voxels) of the calibrated error scale and of the raw sample sd, brain
@@ -37,17 +37,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from helpers import load_config  # noqa: E402
 
-# Each variant changes one sampler setting of the model file's (`default` changes none).
+# Each variant changes the model file's sampler settings (`default`: none); eta and refine_from act from the second
+# DDIM step on, so their variants take two.
 VARIANTS = {
     "default": {},
     "samples4": {"n_samples": 4},
     "samples16": {"n_samples": 16},
     "steps1": {"steps": 1},
+    "steps2": {"steps": 2},
     "steps5": {"steps": 5},
     "steps10": {"steps": 10},
-    "eta1": {"eta": 1.0},
-    "refine05": {"refine_from": 0.5},
-    "refine02": {"refine_from": 0.2},
+    "eta1": {"steps": 2, "eta": 1.0},
+    "refine05": {"steps": 2, "refine_from": 0.5},
+    "refine02": {"steps": 2, "refine_from": 0.2},
 }
 
 
