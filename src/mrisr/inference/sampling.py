@@ -125,6 +125,11 @@ def sample_volume(
                    first_images.std(axis=0).astype(np.float32))
 
 
+def consistency_operator(spec: ModelSpec, settings: dict) -> dict:
+    """The degradation data consistency assumes: the sampler's ``consistency_degradation``, else the model's own."""
+    return settings["consistency_degradation"] or spec.degradation
+
+
 def model_axis_order(lr_shape: Sequence[int], output_shape: Sequence[int], factor: Sequence[float]) -> tuple[int, ...]:
     """The order of the input's axes that makes an LR volume of ``lr_shape`` and its ``output_shape`` a step of the
     model's per-axis ``factor``: the identity when it already is, else the fewest axes moved (a model trained
@@ -162,7 +167,7 @@ def super_resolve(
     if order != (0, 1, 2):
         log.info("input axes %s reordered to %s: its factors along them are the model's %s", (0, 1, 2), order,
                  spec.step_factor)
-    operator = settings["consistency_degradation"] or spec.degradation
+    operator = consistency_operator(spec, settings)
 
     def consistent(image: np.ndarray) -> np.ndarray:
         return back_project(image, lr_model, spec.step_factor, operator, settings["consistency_iterations"])

@@ -52,7 +52,7 @@ from ..preprocess.intensity import WHITE_MATTER_LEVEL, white_matter_peak
 from ..preprocess.orientation import to_canonical, to_scan_order
 from ..preprocess.skullstrip import brain_mask, decide, foreground, to_ants
 from .calibration import describe, error_scale, interval_halfwidth, write_interval
-from .sampling import super_resolve
+from .sampling import consistency_operator, super_resolve
 from .voxel_fit import fits, nearest_axis_order, ras_voxel_mm
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ def super_resolve_scan(
     inside = brain * model_estimate * units
     estimate = inside + (1 - brain) * cubic
     figures = check_estimate(estimate, cubic, scan.volume, scan.mask, brain, scan_factor,
-                             settings["consistency_degradation"] or spec.degradation)
+                             consistency_operator(spec, settings))
     interval = None
     if calibration is not None:  # in the scan's units, in the brain only (the cubic outside it is not modelled)
         model_scale = np.zeros(output_shape, np.float32)
