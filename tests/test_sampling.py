@@ -165,6 +165,23 @@ def test_data_consistency_assumes_the_degradation_the_sampler_names():
     assert lr_consistency(own, lr, 2, spline) > lr_consistency(assumed, lr, 2, spline) + 3
 
 
+def test_the_projection_reproduces_the_lr_it_is_given_not_the_one_the_network_sees():
+    from mrisr.inference.sampling import super_resolve
+    from mrisr.pairs.degrade import degrade, lr_consistency
+
+    # A head's scan: the network sees its brain (a box of it, masked), the projection reproduces all of it.
+    hr = np.random.default_rng(3).random((16, 16, 16)).astype(np.float32)
+    kspace = CONFIG["degradations"]["kspace"]
+    head = degrade(hr, 2, kspace)
+    brain = np.zeros_like(head)
+    brain[2:6, 2:6, 2:6] = head[2:6, 2:6, 2:6]
+    settings = sampler(steps=1, n_samples=1, flip_axes=[], data_consistency=True, consistency_iterations=3,
+                       consistency_degradation={"name": "kspace", **kspace})
+    masked, whole = (super_resolve(brain, hr.shape, STAND_IN_SPEC, Convolution(3), settings, seed=0,
+                                   consistency_lr=target).estimate for target in (None, head))
+    assert lr_consistency(whole, head, 2, kspace) > lr_consistency(masked, head, 2, kspace) + 3
+
+
 @pytest.mark.parametrize("thick_axis", [0, 1])
 def test_a_scan_thick_along_another_axis_is_sampled_in_the_models_orientation(thick_axis):
     from mrisr.inference.sampling import super_resolve

@@ -150,7 +150,7 @@ def model_axis_order(lr_shape: Sequence[int], output_shape: Sequence[int], facto
 
 def super_resolve(
     lr_volume: np.ndarray, output_shape: Sequence[int], spec: ModelSpec, network: torch.nn.Module, settings: dict,
-    seed: int,
+    seed: int, consistency_lr: np.ndarray | None = None,
 ) -> Sampled:
     """One model's estimate and spreads on ``output_shape`` from an LR volume in [0, 1].
 
@@ -160,17 +160,21 @@ def super_resolve(
     model's), and data consistency is with the LR in that order, at the
     factor it has along each axis, through ``settings["consistency_degradation"]``
     (``None``: the model's pairs degradation); the outputs come back in the
-    input's order.
+    input's order. ``consistency_lr`` (default: ``lr_volume``) is the LR the
+    projection reproduces when it is not what the network sees: a head's scan,
+    of which the network sees the brain alone, degrades from the whole head,
+    and a global operator (``kspace``) spreads the mask's edge over the box.
     """
     order = model_axis_order(lr_volume.shape, output_shape, spec.step_factor)
     lr_model = np.transpose(lr_volume, order)
+    target_model = lr_model if consistency_lr is None else np.transpose(consistency_lr, order)
     if order != (0, 1, 2):
         log.info("input axes %s reordered to %s: its factors along them are the model's %s", (0, 1, 2), order,
                  spec.step_factor)
     operator = consistency_operator(spec, settings)
 
     def consistent(image: np.ndarray) -> np.ndarray:
-        return back_project(image, lr_model, spec.step_factor, operator, settings["consistency_iterations"])
+        return back_project(image, target_model, spec.step_factor, operator, settings["consistency_iterations"])
 
     sampled = sample_volume(condition_image(lr_model, [output_shape[a] for a in order]), network, spec, settings, seed,
                             consistent if settings["data_consistency"] else None)

@@ -93,7 +93,12 @@ class PreparedScan:
     @property
     def normalised(self) -> np.ndarray:
         """What the network sees: bias-corrected, white matter at 0.75, zero outside the brain, in [0, 1]."""
-        return np.clip(self.volume / self.bias / self.scale, 0, 1) * self.mask
+        return np.clip(self.head, 0, 1) * self.mask
+
+    @property
+    def head(self) -> np.ndarray:
+        """The whole scan in the model's units: bias-corrected and scaled, neither clipped nor masked."""
+        return self.volume / self.bias / self.scale
 
 
 def turned_factor(spec: ModelSpec, image: nib.Nifti1Image) -> tuple[list[float], list[float]]:
@@ -261,7 +266,9 @@ def super_resolve_scan(
     if outputs.scale and calibration is None:
         log.info("%s: not calibrated; only the raw sample sd is written", model_path)
     sampling_started = time.perf_counter()
-    sampled = super_resolve(scan.normalised[box], box_shape, spec, network, settings, seed)
+    # The network sees the brain (as in training); data consistency is with the head, the scan as acquired.
+    sampled = super_resolve(scan.normalised[box], box_shape, spec, network, settings, seed,
+                            consistency_lr=scan.head[box])
     estimate_box, spread_box = sampled.estimate, sampled.sd
     scan.seconds["sampling"] = time.perf_counter() - sampling_started
 
