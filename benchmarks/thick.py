@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from mrisr.figures import comparison_panel
+from mrisr.figures import PLANES, comparison_panel, planes_across
 from mrisr.grids import lr_affine_for, upsample
 from mrisr.io import load_volume, save_volume
 from mrisr.pairs.degrade import back_project, degrade
@@ -34,8 +34,6 @@ from mrisr.pairs.operators import slice_thickness
 REPO = Path(__file__).resolve().parents[1]
 ECLARE_VENV = Path(os.environ.get("MRISR_ECLARE_VENV", REPO / ".eclare-venv"))
 AXES = {"x": 0, "y": 1, "z": 2}
-# The planes of mrisr.figures.mid_slices, in its order: each is the plane across x, y and z in turn.
-PLANES = ("sagittal", "coronal", "axial")
 
 
 @dataclass(frozen=True)
@@ -134,16 +132,10 @@ def eclare_estimate(lr_path: Path, hr_image, degradation: dict, budget: EclareBu
     return estimate, seconds, note
 
 
-def across_thick_axis(axis: str) -> list[int]:
-    """The planes of :func:`mrisr.figures.mid_slices` that contain the thick ``axis``: they cut across the slices,
-    where their thickness shows (the third plane is in-plane, sharp in every method)."""
-    return [plane for plane in range(3) if plane != AXES[axis]]
-
-
 def thick_figure(hr: np.ndarray, estimates: dict[str, np.ndarray], subject: str, axis: str, path: Path) -> Path:
     """The HR brain and every method's estimate (``estimates``: method -> volume on the HR grid, in [0, 1]) in the
     two planes across the thick ``axis``, then each estimate's absolute error against the HR on one shared scale."""
-    planes = across_thick_axis(axis)
+    planes = planes_across([3 if index == AXES[axis] else 1 for index in range(3)])
     title = f"{subject}, thick along {axis}: {' and '.join(PLANES[plane] for plane in planes)} slices, across it"
     return comparison_panel({"HR": hr, **estimates}, title, str(path), planes=planes,
                             maps=[{f"{method} error": np.abs(estimate - hr) for method, estimate in estimates.items()}])

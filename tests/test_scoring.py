@@ -104,3 +104,28 @@ def test_the_report_gives_one_summary_per_degradation_saying_what_back_projectio
     assert [block["heading"].split(" (")[0] for block in blocks] == ["LR by kspace", "LR by spline"]
     assert "back-projection assume spline" in blocks[0]["heading"] and "k-space truncation" in blocks[0]["heading"]
     assert all("back_projection (assumes spline)" in block["table"] for block in blocks)
+
+
+def test_the_panel_of_thick_slices_shows_the_planes_across_them(tmp_path):
+    import matplotlib.image
+
+    from mrisr.evaluation.scoring import draw_panel
+    from mrisr.figures import planes_across
+    from mrisr.io import save_volume
+
+    assert planes_across([1, 1, 3]) == [0, 1] and planes_across([3, 1, 1]) == [1, 2]
+    assert planes_across(2) == planes_across([2, 2, 2]) == [0, 1, 2]
+    hr, mask = phantom((24, 24, 24))
+    thick = load_config()["degradations"]["thick"]
+    heights = {}
+    for factor in ([2, 2, 2], [1, 1, 3]):
+        files = {name: str(tmp_path / f"{name}_{factor[0]}.nii.gz") for name in ("hr", "lr", "mask", "sr")}
+        for name, volume in (("hr", hr), ("lr", degrade(hr, factor, thick)), ("mask", mask.astype(np.float32)),
+                             ("sr", hr)):
+            save_volume(volume, np.eye(4), files[name])
+        panel = tmp_path / f"panel_{factor[0]}.png"
+        draw_panel("phantom", factor, files["hr"], files["lr"], files["mask"], {"model": files["sr"]}, {},
+                   thick, 2, str(panel))
+        heights[factor[2]] = matplotlib.image.imread(panel).shape[0]
+    # Two rows of slices (sagittal and coronal, both across the slices) against three.
+    assert 0.55 < heights[3] / heights[2] < 0.8

@@ -36,6 +36,17 @@ def mid_slices(volume: np.ndarray, centre: Sequence[int] | None = None) -> list[
     ]
 
 
+PLANES = ("sagittal", "coronal", "axial")  # the planes of mid_slices, by the voxel axis normal to each
+
+
+def planes_across(factor: float | Sequence[float]) -> list[int]:
+    """The planes of :func:`mid_slices` that cut across an anisotropic ``factor``'s thick axes, where their
+    thickness shows (a plane normal to the thick axis is in-plane, sharp in every method); all three when the
+    factor is the same along every axis."""
+    factor = np.broadcast_to(np.asarray(factor, float), (3,))
+    return [plane for plane in range(3) if factor[plane] < factor.max()] or [0, 1, 2]
+
+
 def comparison_panel(
     images: dict[str, np.ndarray], title: str, path: str, maps: Sequence[dict[str, np.ndarray]] = (),
     planes: Sequence[int] = (0, 1, 2),

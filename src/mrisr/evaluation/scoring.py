@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..figures import comparison_panel
+from ..figures import PLANES, comparison_panel, planes_across
 from ..grids import factor_label, upsample
 from ..inference.calibration import (cubic_gradient, empirical_coverage, gaussian_reliability, interval_halfwidth,
                                      reliability)
@@ -220,8 +220,10 @@ def draw_panel(
     images = {name: np.clip(image, 0, 1) for name, image in images.items()}
     errors = {f"|{name} − HR|": np.abs(image - hr) for name, image in images.items() if name != "LR (nearest)"}
     spread = {f"sd {model}": load_volume(sd).get_fdata(dtype=np.float32) for model, sd in spreads.items()}
-    comparison_panel({**images, "HR": hr}, f"test subject {subject}, factor {factor_label(factor)}", path,
-                     maps=[errors, spread])
+    planes = planes_across(factor)  # a thick-slice factor: the planes across the slices, where methods differ
+    across = "" if len(planes) == 3 else f": {' and '.join(PLANES[plane] for plane in planes)}, across the slices"
+    comparison_panel({**images, "HR": hr}, f"test subject {subject}, factor {factor_label(factor)}{across}", path,
+                     maps=[errors, spread], planes=planes)
 
 
 def summarize(metric_paths: list[str], summary_path: str) -> pd.DataFrame:
