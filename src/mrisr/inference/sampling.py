@@ -167,14 +167,14 @@ def super_resolve(
     """
     order = model_axis_order(lr_volume.shape, output_shape, spec.step_factor)
     lr_model = np.transpose(lr_volume, order)
-    target_model = lr_model if consistency_lr is None else np.transpose(consistency_lr, order)
+    consistency_target = lr_model if consistency_lr is None else np.transpose(consistency_lr, order)
     if order != (0, 1, 2):
         log.info("input axes %s reordered to %s: its factors along them are the model's %s", (0, 1, 2), order,
                  spec.step_factor)
     operator = consistency_operator(spec, settings)
 
     def consistent(image: np.ndarray) -> np.ndarray:
-        return back_project(image, target_model, spec.step_factor, operator, settings["consistency_iterations"])
+        return back_project(image, consistency_target, spec.step_factor, operator, settings["consistency_iterations"])
 
     sampled = sample_volume(condition_image(lr_model, [output_shape[a] for a in order]), network, spec, settings, seed,
                             consistent if settings["data_consistency"] else None)
