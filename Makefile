@@ -45,9 +45,10 @@ $(ECLARE_VENV)/bin/run-eclare:
 	$(PYTHON) -m venv $(ECLARE_VENV)
 	$(ECLARE_VENV)/bin/pip install --quiet torch==2.13.0 eclare==1.0.1
 
-# Thick-slice scans beside ECLARE: 4.5 mm slices along z, x and y (CPU: about an hour a subject and axis with ECLARE).
+# Thick-slice scans beside ECLARE: 4.5 mm slices along z, x and y, on make run's test brains and on S1 held out
+# (CPU: about 30 min a model and fold, ECLARE about 15 min a subject and axis).
 bench-thick: $(BIN)/activate
-	$(BIN)/python benchmarks/quality.py --suite thick --folds config
+	$(BIN)/python benchmarks/quality.py --suite thick --folds loro
 
 # Sampler settings against the calibrated intervals and the error ranking, on the models of a finished `make run`.
 bench-uncertainty: $(BIN)/activate

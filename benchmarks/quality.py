@@ -163,7 +163,8 @@ def main() -> None:
     parser.add_argument("--folds", choices=["config", "loro"], default="loro",
                         help="the config's split, or leave-one-real-brain-out (default)")
     parser.add_argument("--config", type=Path, help="yaml merged over config/config.yaml")
-    parser.add_argument("--steps", type=int, help="training steps of every model (default: train.steps)")
+    parser.add_argument("--steps", type=int,
+                        help="training steps of every model (default: the suite's overlay's, else train.steps)")
     parser.add_argument("--workdir", type=Path, default=REPO / "results" / "benchmark")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
     parser.add_argument("--smoke", action="store_true", help="tests/data/tiny.yaml sizes, the config's split")
@@ -184,6 +185,8 @@ def main() -> None:
         base = merge(base, override)
         replace_whole_sections(base, override)
     suite = read_yaml(SUITES)[args.suite]
+    if args.smoke and not args.steps:  # tiny.yaml's budget, also over a suite that sets its own
+        args.steps = base["train"]["steps"]
     started = time.perf_counter()
     splits = folds(base, "config" if args.smoke else args.folds)
     figures = []
@@ -204,7 +207,8 @@ def main() -> None:
                          ignore_index=True)
         table = print_table(rows)
     document = {
-        "suite": args.suite, "suite_settings": suite, "folds": splits, "steps": args.steps or base["train"]["steps"],
+        "suite": args.suite, "suite_settings": suite, "folds": splits,
+        "steps": args.steps or merge(base, suite.get("overlay", {}))["train"]["steps"],
         "per_subject": rows.to_dict("records"), "summary": table.to_dict("records"), "figures": figures,
         "training_seconds_last_fold": training_seconds(args.workdir, suite["models"]),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
