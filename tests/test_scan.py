@@ -191,7 +191,9 @@ def test_an_estimate_that_does_not_reproduce_the_scan_is_not_written(brain, mode
     import mrisr.inference.scan as scan
     from mrisr.inference.sampling import Sampled
 
-    flat = lambda volume, shape, *args: Sampled(np.full(shape, 0.5, np.float32), *[np.zeros(shape, np.float32)] * 2)  # noqa: E731
+    def flat(volume, shape, *args, **kwargs):
+        return Sampled(np.full(shape, 0.5, np.float32), *[np.zeros(shape, np.float32)] * 2)
+
     monkeypatch.setattr(scan, "super_resolve", flat)
     nib.save(brain, tmp_path / "scan.nii.gz")
     code = mrisr(["super-resolve", str(tmp_path / "scan.nii.gz"), "--model", model, "--output",
