@@ -87,8 +87,8 @@ def test_data_consistency_can_assume_another_degradation_and_the_check_uses_it(t
     sidecar = json.loads((tmp_path / "sr.json").read_text())
     assert sidecar["sampler"]["consistency_degradation"] == {"name": "kspace", "operator": "kspace", "noise_std": 0.0}
     # The check measured the estimate through the operator it was made consistent with.
-    # (Projected onto the brain-masked scan it was refused: k-space truncation is global and rang the mask's edge
-    # through the box; the projection now reproduces the scan as acquired.)
+    # (It reproduces the scan as acquired, not the brain-masked one the network sees: truncating k-space is global,
+    # so a projection onto the masked scan rang the mask's edge through the box and was refused.)
     assert sidecar["lr_psnr"] > sidecar["lr_psnr_cubic"] + 2
     result = mrisr("super-resolve", str(scan), "--model", str(tiny_run / "results/models/diffusion3d/model.pt"),
                    "--output", str(tmp_path / "x.nii.gz"), "--consistency-degradation", "sinc")
