@@ -101,6 +101,15 @@ def fold_overlay(split: dict, suite: dict, base: dict, args: argparse.Namespace)
     return overlay
 
 
+def thick_fold_targets(split: dict, suite: dict) -> list[str]:
+    """What a fold of the thick-slice suite needs of the workflow (paths in the work folder): each model file, in
+    the suite's order, then each test subject's preprocessed brain and mask, which ``thick_rows`` degrades and
+    scores (no workflow target asks for them: the suite makes its own LR)."""
+    return ([f"results/models/{model}/model.pt" for model in suite["models"]]
+            + [f"results/preproc/{subject}/{name}" for subject in split["test"]
+               for name in ("T1w_brain.nii.gz", "brain_mask.nii.gz")])
+
+
 def run_thick_fold(name: str, split: dict, suite: dict, base: dict, args: argparse.Namespace) -> pd.DataFrame:
     """One fold of the thick-slice suite: its models trained by the workflow, then every test subject along each
     axis (benchmarks/thick.py)."""
@@ -110,11 +119,11 @@ def run_thick_fold(name: str, split: dict, suite: dict, base: dict, args: argpar
     config = merge(base, overlay)
     configs = [*args.configs, args.workdir / f"{name}.yaml"]
     configs[-1].write_text(yaml.safe_dump(overlay, sort_keys=False))
-    trained = {model: args.workdir / "results" / "models" / model / "model.pt" for model in suite["models"]}
+    trained = {model: args.workdir / target for model, target in zip(suite["models"], thick_fold_targets(split, suite))}
     print(f"fold {name}: training {', '.join(trained)} on {', '.join(split['train'])}; testing on "
           f"{', '.join(split['test'])} along {', '.join(args.axes)}", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    snakemake(args.workdir, configs, args.cores, [str(path.relative_to(args.workdir)) for path in trained.values()])
+    snakemake(args.workdir, configs, args.cores, thick_fold_targets(split, suite))
     print(f"fold {name}: models ready in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     budget = EclareBudget(args.eclare_patches or suite["eclare"]["n_patches"],
                           suite["eclare"]["known_thickness"] and not args.eclare_espreso)

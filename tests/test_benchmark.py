@@ -148,18 +148,20 @@ def test_the_thick_suite_plans_its_models_on_thick_slice_pairs(tmp_path):
 
     from mrisr.config import merge, replace_whole_sections
     from mrisr.workflow import run_workflow
-    from quality import SUITES, TINY, fold_overlay, read_yaml
+    from quality import SUITES, TINY, fold_overlay, read_yaml, thick_fold_targets
 
     tiny = read_yaml(TINY)
     base = merge(read_yaml(REPO / "config" / "config.yaml"), tiny)
     replace_whole_sections(base, tiny)
     suite = read_yaml(SUITES)["thick"]
-    overlay = fold_overlay(folds(base, "config")["config"], suite, base, argparse.Namespace(steps=None))
+    split = folds(base, "config")["config"]
+    overlay = fold_overlay(split, suite, base, argparse.Namespace(steps=None))
     (tmp_path / "thick.yaml").write_text(yaml.safe_dump(overlay))
-    targets = [f"results/models/{model}/model.pt" for model in suite["models"]]
-    result = run_workflow(tmp_path, *targets, "--dry-run", "--quiet", "rules", "--configfile", str(TINY),
-                          str(tmp_path / "thick.yaml"), cores=1, timeout=300)
+    result = run_workflow(tmp_path, *thick_fold_targets(split, suite), "--dry-run", "--quiet", "rules",
+                          "--configfile", str(TINY), str(tmp_path / "thick.yaml"), cores=1, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
             if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert jobs["train"] == len(suite["models"]) and "evaluate_model" not in jobs and "super_resolve" not in jobs
+    # The test subjects are preprocessed too: the suite degrades and scores their brains itself.
+    assert jobs["preprocess"] == len({*split["train"], *split["val"], *split["test"]})
