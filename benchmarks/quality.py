@@ -102,9 +102,9 @@ def fold_overlay(split: dict, suite: dict, base: dict, args: argparse.Namespace)
 
 
 def thick_fold_targets(split: dict, suite: dict) -> list[str]:
-    """What a fold of the thick-slice suite needs of the workflow (paths in the work folder): each model file, in
-    the suite's order, then each test subject's preprocessed brain and mask, which ``thick_rows`` degrades and
-    scores (no workflow target asks for them: the suite makes its own LR)."""
+    """What a fold of the thick-slice suite needs of the workflow (paths in the work folder): each model file, and
+    each test subject's preprocessed brain and mask, which ``thick_rows`` degrades and scores (no workflow target
+    asks for them: the suite makes its own LR)."""
     return ([f"results/models/{model}/model.pt" for model in suite["models"]]
             + [f"results/preproc/{subject}/{name}" for subject in split["test"]
                for name in ("T1w_brain.nii.gz", "brain_mask.nii.gz")])
@@ -119,7 +119,7 @@ def run_thick_fold(name: str, split: dict, suite: dict, base: dict, args: argpar
     config = merge(base, overlay)
     configs = [*args.configs, args.workdir / f"{name}.yaml"]
     configs[-1].write_text(yaml.safe_dump(overlay, sort_keys=False))
-    trained = {model: args.workdir / target for model, target in zip(suite["models"], thick_fold_targets(split, suite))}
+    trained = {model: args.workdir / "results" / "models" / model / "model.pt" for model in suite["models"]}
     print(f"fold {name}: training {', '.join(trained)} on {', '.join(split['train'])}; testing on "
           f"{', '.join(split['test'])} along {', '.join(args.axes)}", file=sys.stderr, flush=True)
     started = time.perf_counter()
